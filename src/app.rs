@@ -1,0 +1,392 @@
+//! Wiring: config → channels → tasks → shutdown order.
+//!
+//! ```text
+//! replay/source tasks ──IngestRecord──> scorer task ──ScoreSet──> alerter task ──> sinks
+//! ```
+//! Shutdown: sources stop first (end of recording, or the cancellation token); each stage then
+//! drains its input and ends when its upstream has closed; sinks get a deadline to deliver.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::alerting::sinks::{console_line, JsonlSink, WebhookSettings, WebhookSink};
+use crate::alerting::AlertEngine;
+use crate::bus::{MemoryBus, WhenFull, TOPIC_OBSERVATIONS, TOPIC_SCORES};
+use crate::config::{Config, SinkConfig, SourceConfig, Speed};
+use crate::model::{Alert, AlertState, IngestRecord, ScoreKind, ScoreSet, Timestamp};
+use crate::normalize::{NormalizeSettings, Normalizer};
+use crate::scorer::Scorer;
+use crate::sources::replay::source::{run_blocking, DeadLetter, ReplayStats};
+use crate::telemetry::Metrics;
+
+/// A recording to replay: a file or bytes built into the binary.
+pub enum ReplayInput {
+    File(PathBuf),
+    Bytes(&'static [u8]),
+}
+
+impl ReplayInput {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send>> {
+        match self {
+            ReplayInput::File(p) => Ok(Box::new(std::fs::File::open(p)?)),
+            ReplayInput::Bytes(b) => Ok(Box::new(std::io::Cursor::new(*b))),
+        }
+    }
+}
+
+/// One replay source as the pipeline runs it.
+pub struct SourcePlan {
+    pub name: String,
+    pub input: ReplayInput,
+    pub speed: Speed,
+}
+
+/// Extra outputs for `demo` and `replay`.
+#[derive(Default)]
+pub struct RunOptions {
+    /// Every alert transition as JSON lines.
+    pub alerts_out: Option<PathBuf>,
+    /// Every score set as JSON lines.
+    pub scores_out: Option<PathBuf>,
+    /// Rejected messages as JSON lines.
+    pub dead_letters_out: Option<PathBuf>,
+}
+
+/// Per bed (and patient): what happened over the run.
+#[derive(Debug, Default, Clone)]
+pub struct BedSummary {
+    pub unit: String,
+    pub bed: String,
+    pub patient: String,
+    pub alerts: u32,
+    pub alert_rules: Vec<String>,
+    pub worst_sofa: f64,
+    pub max_qsofa: f64,
+    pub max_news2: f64,
+    pub shock_ms: i64,
+    pub first_shock: Option<Timestamp>,
+    last_at: Option<Timestamp>,
+    in_shock: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    pub beds: Vec<BedSummary>,
+    pub replay: Vec<ReplayStats>,
+    pub alerts_active: u32,
+    pub score_sets: u64,
+    pub span: Option<(Timestamp, Timestamp)>,
+}
+
+#[derive(Default)]
+struct Summary {
+    beds: BTreeMap<(String, String, String), BedSummary>,
+    score_sets: u64,
+}
+
+impl Summary {
+    fn key(unit: &Option<String>, bed: &Option<String>, patient: &str) -> (String, String, String) {
+        (
+            unit.clone().unwrap_or_default(),
+            bed.clone().unwrap_or_else(|| "-".into()),
+            patient.to_string(),
+        )
+    }
+
+    fn on_scores(&mut self, set: &ScoreSet) {
+        self.score_sets += 1;
+        let k = Self::key(&set.unit, &set.bed, &set.patient);
+        let b = self.beds.entry(k.clone()).or_insert_with(|| BedSummary {
+            unit: k.0,
+            bed: k.1,
+            patient: k.2,
+            ..Default::default()
+        });
+        let v = |kind| set.get(kind).map(|s| s.value).unwrap_or(0.0);
+        b.worst_sofa = b.worst_sofa.max(v(ScoreKind::Sofa));
+        b.max_qsofa = b.max_qsofa.max(v(ScoreKind::Qsofa));
+        b.max_news2 = b.max_news2.max(v(ScoreKind::News2));
+        if let (Some(prev), true) = (b.last_at, b.in_shock) {
+            b.shock_ms += set.at.since(prev).max(0);
+        }
+        b.in_shock = v(ScoreKind::SepticShock) >= 1.0;
+        if b.in_shock && b.first_shock.is_none() {
+            b.first_shock = Some(set.at);
+        }
+        b.last_at = Some(set.at);
+    }
+
+    fn on_alert(&mut self, a: &Alert) {
+        let k = Self::key(&a.unit, &a.bed, &a.patient);
+        let b = self.beds.entry(k.clone()).or_insert_with(|| BedSummary {
+            unit: k.0,
+            bed: k.1,
+            patient: k.2,
+            ..Default::default()
+        });
+        if a.state == AlertState::Active {
+            b.alerts += 1;
+            if !b.alert_rules.contains(&a.rule) {
+                b.alert_rules.push(a.rule.clone());
+            }
+        }
+    }
+}
+
+enum Sink {
+    Console { show_transitions: bool },
+    Jsonl(JsonlSink),
+    Webhook(WebhookSink),
+}
+
+/// Runs the whole pipeline on the in-process bus until every source has ended (or `stop`
+/// fires), then drains every stage.
+pub async fn run_pipeline(
+    cfg: &Config,
+    sources: Vec<SourcePlan>,
+    opts: RunOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    let bus = MemoryBus::new(metrics.clone());
+    let cap = cfg.bus.capacity;
+    let (obs_tx, obs_rx) = bus.topic::<IngestRecord>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
+    let (scores_tx, mut scores_rx) = bus.topic::<ScoreSet>(TOPIC_SCORES, cap, WhenFull::Block);
+
+    let normalizer = Arc::new(Mutex::new(Normalizer::new(
+        cfg.normalize_tables.clone(),
+        NormalizeSettings {
+            site: cfg.site.name.clone(),
+            default_offset_min: cfg.site.timezone_offset_minutes,
+            ..NormalizeSettings::default()
+        },
+    )));
+
+    // Sinks are opened before any source starts, so a bad path fails the run up front.
+    let mut sinks = Vec::new();
+    for s in &cfg.alerting.sink {
+        sinks.push(match s {
+            SinkConfig::Console { show_transitions } => Sink::Console {
+                show_transitions: *show_transitions,
+            },
+            SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::create(path)?),
+            SinkConfig::Webhook {
+                name,
+                url,
+                timeout_ms,
+                max_attempts,
+                initial_backoff_ms,
+                max_backoff_ms,
+            } => Sink::Webhook(WebhookSink::start(
+                WebhookSettings {
+                    name: name.clone().unwrap_or_else(|| "webhook".into()),
+                    url: url.clone(),
+                    timeout: Duration::from_millis(*timeout_ms),
+                    max_attempts: *max_attempts,
+                    initial_backoff: Duration::from_millis(*initial_backoff_ms),
+                    max_backoff: Duration::from_millis(*max_backoff_ms),
+                    queue: 1024,
+                },
+                metrics.clone(),
+            )?),
+        });
+    }
+    if let Some(p) = &opts.alerts_out {
+        sinks.push(Sink::Jsonl(JsonlSink::create(p).context("--alerts")?));
+    }
+    let mut scores_file = match &opts.scores_out {
+        Some(p) => Some(JsonlSink::create(p).context("--scores")?),
+        None => None,
+    };
+
+    let summary = Arc::new(Mutex::new(Summary::default()));
+
+    // Scorer stage.
+    let mut scorer = Scorer::new(cfg.scoring_tables.clone());
+    for bed in &cfg.site.hypercapnic_beds {
+        tracing::debug!(bed, "NEWS2 scale 2 bed");
+    }
+    let hypercapnic = cfg.site.hypercapnic_beds.clone();
+    let scorer_metrics = metrics.clone();
+    let scorer_summary = summary.clone();
+    let scorer_task = tokio::spawn(async move {
+        let _ = &mut scorer;
+        crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
+            if let Ok(mut s) = scorer_summary.lock() {
+                s.on_scores(set);
+            }
+            if let Some(f) = scores_file.as_mut() {
+                if let Err(e) = f.write(set) {
+                    tracing::error!(error = %e, "cannot write scores file");
+                }
+            }
+        })
+        .await
+    });
+    let _ = hypercapnic;
+
+    // Alerter stage.
+    let mut engine = AlertEngine::new(&cfg.alert_rules);
+    let alert_metrics = metrics.clone();
+    let alert_summary = summary.clone();
+    let alerter_task = tokio::spawn(async move {
+        let mut active = 0u32;
+        while let Some(set) = scores_rx.next().await {
+            let started = std::time::Instant::now();
+            let alerts = engine.on_scores(&set);
+            alert_metrics.stage_time("alert", started.elapsed());
+            for a in alerts {
+                let state = serde_json::to_value(a.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let sev = serde_json::to_value(a.severity)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                alert_metrics.alerts.with_label_values(&[&a.rule, &sev, &state]).inc();
+                if a.state == AlertState::Active {
+                    active += 1;
+                }
+                if let Ok(mut s) = alert_summary.lock() {
+                    s.on_alert(&a);
+                }
+                for sink in &mut sinks {
+                    match sink {
+                        Sink::Console { show_transitions } => {
+                            if a.state == AlertState::Active || *show_transitions {
+                                println!("{}", console_line(&a));
+                            }
+                        }
+                        Sink::Jsonl(f) => {
+                            if let Err(e) = f.write(&a) {
+                                tracing::error!(error = %e, "cannot write alert file");
+                            }
+                        }
+                        Sink::Webhook(w) => w.send(a.clone()).await,
+                    }
+                }
+            }
+        }
+        // Upstream closed: give webhooks a deadline to deliver what is queued.
+        for sink in sinks {
+            if let Sink::Webhook(w) = sink {
+                let h = w.close();
+                if tokio::time::timeout(Duration::from_secs(30), h).await.is_err() {
+                    tracing::error!("webhook deliveries still pending at shutdown were abandoned");
+                }
+            }
+        }
+        active
+    });
+
+    // Sources.
+    metrics.ready.set(1);
+    let mut source_tasks = Vec::new();
+    for plan in sources {
+        let input = plan
+            .input
+            .open()
+            .with_context(|| format!("source {}: cannot open the recording", plan.name))?;
+        let normalizer = normalizer.clone();
+        let tx = obs_tx.clone();
+        let m = metrics.clone();
+        let st = stop.clone();
+        let rt = tokio::runtime::Handle::current();
+        let name = plan.name.clone();
+        source_tasks.push((
+            plan.name,
+            tokio::task::spawn_blocking(move || run_blocking(&name, input, plan.speed, normalizer, tx, m, st, rt)),
+        ));
+    }
+    drop(obs_tx);
+
+    let mut report = RunReport::default();
+    let mut dead: Vec<DeadLetter> = Vec::new();
+    for (name, t) in source_tasks {
+        match t.await {
+            Ok(Ok(stats)) => {
+                tracing::info!(source = %name, entries = stats.entries, records = stats.records,
+                    rejected = stats.rejected, "source finished");
+                dead.extend(stats.dead_letters.iter().cloned());
+                report.replay.push(stats);
+            }
+            Ok(Err(e)) => {
+                metrics.ready.set(0);
+                return Err(anyhow::anyhow!("source {name}: {e}"));
+            }
+            Err(e) => return Err(anyhow::anyhow!("source {name} crashed: {e}")),
+        }
+    }
+    let scorer = scorer_task.await.context("scorer task")?;
+    report.alerts_active = alerter_task.await.context("alerter task")?;
+    metrics.ready.set(0);
+    tracing::info!(patients = scorer.patients(), "pipeline drained");
+
+    if let Some(p) = &opts.dead_letters_out {
+        let mut f = JsonlSink::create(p)?;
+        for d in &dead {
+            f.write(d)?;
+        }
+    }
+    let s = summary.lock().map_err(|_| anyhow::anyhow!("summary lock poisoned"))?;
+    report.score_sets = s.score_sets;
+    report.beds = s.beds.values().cloned().collect();
+    let first = report.replay.iter().filter_map(|r| r.first).min();
+    let last = report.replay.iter().filter_map(|r| r.last).max();
+    report.span = first.zip(last);
+    Ok(report)
+}
+
+/// The plan for a config's sources.
+pub fn plan_sources(cfg: &Config) -> Vec<SourcePlan> {
+    cfg.sources
+        .iter()
+        .map(|s| match s {
+            SourceConfig::Replay { name, path, speed } => SourcePlan {
+                name: name.clone(),
+                input: ReplayInput::File(path.clone()),
+                speed: *speed,
+            },
+        })
+        .collect()
+}
+
+/// The end-of-run table a person reads.
+pub fn summary_table(report: &RunReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:<8} {:<10} {:>6} {:>6} {:>6} {:>6} {:>9}  {}",
+        "unit", "bed", "patient", "alerts", "SOFA", "qSOFA", "NEWS2", "in shock", "rules"
+    );
+    for b in &report.beds {
+        let shock = if b.shock_ms > 0 {
+            format!("{}h{:02}", b.shock_ms / 3_600_000, (b.shock_ms / 60_000) % 60)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            s,
+            "{:<8} {:<8} {:<10} {:>6} {:>6} {:>6} {:>6} {:>9}  {}",
+            b.unit,
+            b.bed,
+            b.patient,
+            b.alerts,
+            b.worst_sofa,
+            b.max_qsofa,
+            b.max_news2,
+            shock,
+            b.alert_rules.join(",")
+        );
+    }
+    s
+}

@@ -1,0 +1,179 @@
+//! The bus seam between stages.
+//!
+//! A topic is a [`Publisher`]/[`Subscriber`] pair. The embedded default is an in-process,
+//! bounded, ordered channel per topic; a Kafka implementation fills the same seam for
+//! deployments across machines. Every topic names what happens when it is full
+//! ([`WhenFull`]): ingest and alerts block (back-pressure reaches the sender, whose ACK then
+//! waits), nothing is ever dropped silently.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::telemetry::Metrics;
+
+/// Topic names, as in the Kafka deployment.
+pub const TOPIC_OBSERVATIONS: &str = "vigil.observations.v1";
+pub const TOPIC_SCORES: &str = "vigil.scores.v1";
+pub const TOPIC_ALERTS: &str = "vigil.alerts.v1";
+
+/// What a full topic does to its publisher.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Wait for room (back-pressure). The default, and the only policy for ingest and alerts.
+    Block,
+    /// Drop the newest record and count it (for best-effort telemetry topics only).
+    DropNewest,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("topic {0} is closed: its consumer has stopped")]
+    Closed(&'static str),
+    #[error("topic {0} is full and drops new records")]
+    Dropped(&'static str),
+}
+
+enum PublisherInner<T> {
+    Memory(mpsc::Sender<T>),
+}
+
+/// The sending end of a topic.
+pub struct Publisher<T> {
+    topic: &'static str,
+    when_full: WhenFull,
+    inner: PublisherInner<T>,
+    metrics: Arc<Metrics>,
+}
+
+impl<T> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Publisher {
+            topic: self.topic,
+            when_full: self.when_full,
+            inner: match &self.inner {
+                PublisherInner::Memory(tx) => PublisherInner::Memory(tx.clone()),
+            },
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<T: Send> Publisher<T> {
+    /// Publishes one record under `key` (the partition key: patient, else bed). Returns once
+    /// the bus has accepted it.
+    pub async fn publish(&self, _key: &str, rec: T) -> Result<(), BusError> {
+        match &self.inner {
+            PublisherInner::Memory(tx) => {
+                let r = match self.when_full {
+                    WhenFull::Block => tx.send(rec).await.map_err(|_| BusError::Closed(self.topic)),
+                    WhenFull::DropNewest => tx.try_send(rec).map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => BusError::Dropped(self.topic),
+                        mpsc::error::TrySendError::Closed(_) => BusError::Closed(self.topic),
+                    }),
+                };
+                self.metrics
+                    .bus_depth
+                    .with_label_values(&[self.topic])
+                    .set((tx.max_capacity() - tx.capacity()) as i64);
+                r
+            }
+        }
+    }
+
+    pub fn topic(&self) -> &'static str {
+        self.topic
+    }
+}
+
+enum SubscriberInner<T> {
+    Memory(mpsc::Receiver<T>),
+}
+
+/// The receiving end of a topic. Ends (`None`) once every publisher is gone and it is drained.
+pub struct Subscriber<T> {
+    topic: &'static str,
+    inner: SubscriberInner<T>,
+    metrics: Arc<Metrics>,
+}
+
+impl<T: Send> Subscriber<T> {
+    pub async fn next(&mut self) -> Option<T> {
+        match &mut self.inner {
+            SubscriberInner::Memory(rx) => {
+                let r = rx.recv().await;
+                self.metrics
+                    .bus_depth
+                    .with_label_values(&[self.topic])
+                    .set(rx.len() as i64);
+                r
+            }
+        }
+    }
+}
+
+/// The in-process bus: the embedded default.
+#[derive(Clone)]
+pub struct MemoryBus {
+    metrics: Arc<Metrics>,
+}
+
+impl MemoryBus {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        MemoryBus { metrics }
+    }
+
+    /// A bounded, ordered topic with a single consumer.
+    pub fn topic<T: Send>(
+        &self,
+        topic: &'static str,
+        capacity: usize,
+        when_full: WhenFull,
+    ) -> (Publisher<T>, Subscriber<T>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Publisher {
+                topic,
+                when_full,
+                inner: PublisherInner::Memory(tx),
+                metrics: self.metrics.clone(),
+            },
+            Subscriber {
+                topic,
+                inner: SubscriberInner::Memory(rx),
+                metrics: self.metrics.clone(),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn block_policy_applies_back_pressure_and_keeps_order() {
+        let bus = MemoryBus::new(Arc::new(Metrics::new()));
+        let (tx, mut rx) = bus.topic::<u32>("t", 2, WhenFull::Block);
+        tx.publish("k", 1).await.unwrap();
+        tx.publish("k", 2).await.unwrap();
+        // Full: a third publish waits until the consumer takes one.
+        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), tx.publish("k", 3)).await;
+        assert!(pending.is_err(), "publish into a full Block topic must wait");
+        assert_eq!(rx.next().await, Some(1));
+        tx.publish("k", 3).await.unwrap();
+        drop(tx);
+        assert_eq!(rx.next().await, Some(2));
+        assert_eq!(rx.next().await, Some(3));
+        assert_eq!(rx.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn drop_newest_reports_the_drop() {
+        let bus = MemoryBus::new(Arc::new(Metrics::new()));
+        let (tx, _rx) = bus.topic::<u32>("t", 1, WhenFull::DropNewest);
+        tx.publish("k", 1).await.unwrap();
+        assert!(matches!(tx.publish("k", 2).await, Err(BusError::Dropped("t"))));
+    }
+}

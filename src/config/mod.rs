@@ -1,0 +1,256 @@
+//! Configuration: one TOML file for every role, checked in full before any port opens.
+//!
+//! [`Config::load`] reports *every* fault it finds — in the file itself, in the device-profile
+//! tables and in the scoring tables it points at — each with its file and line, so an
+//! integration engineer fixes them in one pass. Relative paths are relative to the config file.
+
+pub mod problem;
+pub mod types;
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use problem::{line_of, Problem, Problems};
+pub use types::*;
+
+use crate::alerting::AlertRules;
+use crate::normalize::NormalizeTables;
+use crate::scorer::ScoringTables;
+
+/// The example printed by `vigil generate-config`.
+pub const EXAMPLE: &str = include_str!("../../deploy/vigil.example.toml");
+
+/// A checked configuration with its tables loaded.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub site: SiteConfig,
+    pub paths: PathsConfig,
+    pub bus: BusConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+    pub sources: Vec<SourceConfig>,
+    pub alerting: AlertingConfig,
+    pub normalize_tables: NormalizeTables,
+    pub scoring_tables: ScoringTables,
+    pub alert_rules: AlertRules,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    site: Option<Spanned<toml::Value>>,
+    paths: Option<Spanned<toml::Value>>,
+    bus: Option<Spanned<toml::Value>>,
+    http: Option<Spanned<toml::Value>>,
+    log: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    source: Vec<Spanned<toml::Value>>,
+    alerting: Option<Spanned<toml::Value>>,
+}
+
+/// Deserializes one top-level table from the whole document, so a fault's span (and line)
+/// points at the offending key or value, not at the section header.
+fn section<T: DeserializeOwned + Default>(
+    file: &str,
+    src: &str,
+    name: &str,
+    present: bool,
+    problems: &mut Vec<Problem>,
+) -> T {
+    if !present {
+        return T::default();
+    }
+    match deserialize_key::<T>(src, name) {
+        Ok(t) => t,
+        Err(e) => {
+            let mut p = Problem::from_toml(file, src, &e);
+            p.message = format!("[{name}]: {}", p.message);
+            problems.push(p);
+            T::default()
+        }
+    }
+}
+
+/// `{ <name> = T, .. }` with every other key ignored.
+fn deserialize_key<T: DeserializeOwned>(src: &str, name: &str) -> Result<T, toml::de::Error> {
+    struct Pick<T> {
+        name: String,
+        value: Option<T>,
+    }
+    impl<'de, T: DeserializeOwned> serde::de::DeserializeSeed<'de> for &mut Pick<T> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, T: DeserializeOwned> serde::de::Visitor<'de> for &mut Pick<T> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a table")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                if key == self.name {
+                    self.value = Some(map.next_value::<T>()?);
+                } else {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut pick = Pick { name: name.to_string(), value: None };
+    let de = toml::de::Deserializer::parse(src)?;
+    serde::de::DeserializeSeed::deserialize(&mut pick, de)?;
+    pick.value.ok_or_else(|| <toml::de::Error as serde::de::Error>::custom(format!("missing [{name}]")))
+}
+
+impl Config {
+    /// Reads and checks a config file and every table it references.
+    pub fn load(path: &Path) -> Result<Config, Problems> {
+        let shown = path.display().to_string();
+        let src = std::fs::read_to_string(path)
+            .map_err(|e| Problems(vec![Problem::new(&shown, None, format!("cannot read: {e}"))]))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_str(&shown, &src, &base)
+    }
+
+    /// Checks config text; `base` resolves relative paths.
+    pub fn from_str(file: &str, src: &str, base: &Path) -> Result<Config, Problems> {
+        let mut problems = Vec::new();
+        let raw: RawConfig = match toml::from_str(src) {
+            Ok(r) => r,
+            Err(e) => return Err(Problems(vec![Problem::from_toml(file, src, &e)])),
+        };
+        let site: SiteConfig = section(file, src, "site", raw.site.is_some(), &mut problems);
+        let mut paths: PathsConfig = section(file, src, "paths", raw.paths.is_some(), &mut problems);
+        let bus: BusConfig = section(file, src, "bus", raw.bus.is_some(), &mut problems);
+        let http: HttpConfig = section(file, src, "http", raw.http.is_some(), &mut problems);
+        let log: LogConfig = section(file, src, "log", raw.log.is_some(), &mut problems);
+        let mut alerting: AlertingConfig =
+            section(file, src, "alerting", raw.alerting.is_some(), &mut problems);
+
+        if bus.capacity == 0 {
+            problems.push(Problem::new(file, None, "[bus]: capacity must be at least 1"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+            problems.push(Problem::new(file, None, format!("[log]: level {:?} is not a valid filter", log.level)));
+        }
+
+        let resolve = |p: &Path| -> PathBuf {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+
+        let mut sources = Vec::new();
+        for s in raw.source {
+            let line = Some(line_of(src, s.span().start));
+            match s.into_inner().try_into::<SourceConfig>() {
+                Err(e) => problems.push(Problem::new(file, line, format!("[[source]]: {}", e.message().trim()))),
+                Ok(mut sc) => {
+                    if sources.iter().any(|x: &SourceConfig| x.name() == sc.name()) {
+                        problems.push(Problem::new(file, line, format!("[[source]]: the name {:?} is used twice", sc.name())));
+                    }
+                    match &mut sc {
+                        SourceConfig::Replay { name, path, .. } => {
+                            *path = resolve(path);
+                            if let Err(e) = crate::sources::replay::RecordingReader::open(path) {
+                                problems.push(Problem::new(file, line, format!(
+                                    "[[source]] {name:?}: recording {}: {e}", path.display())));
+                            }
+                        }
+                    }
+                    sources.push(sc);
+                }
+            }
+        }
+
+        let sink_line = raw.alerting.as_ref().map(|a| line_of(src, a.span().start));
+        for sink in &mut alerting.sink {
+            match sink {
+                SinkConfig::Jsonl { path } => {
+                    *path = resolve(path);
+                    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        if !parent.is_dir() {
+                            problems.push(Problem::new(file, sink_line, format!(
+                                "[[alerting.sink]] jsonl: directory {} does not exist", parent.display())));
+                        }
+                    }
+                }
+                SinkConfig::Webhook { url, max_attempts, .. } => {
+                    match reqwest::Url::parse(url) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        Ok(u) => problems.push(Problem::new(file, sink_line, format!(
+                            "[[alerting.sink]] webhook: scheme {:?} is not http or https", u.scheme()))),
+                        Err(e) => problems.push(Problem::new(file, sink_line, format!(
+                            "[[alerting.sink]] webhook: url {url:?}: {e}"))),
+                    }
+                    if *max_attempts == 0 {
+                        problems.push(Problem::new(file, sink_line, "[[alerting.sink]] webhook: max_attempts must be at least 1"));
+                    }
+                }
+                SinkConfig::Console { .. } => {}
+            }
+        }
+
+        let normalize_tables = match &paths.device_profiles {
+            Some(dir) => {
+                let dir = resolve(dir);
+                let r = NormalizeTables::load_dir(&dir);
+                paths.device_profiles = Some(dir);
+                r
+            }
+            None => NormalizeTables::builtin(),
+        };
+        let normalize_tables = normalize_tables.map_err(|e| problems.extend(e)).ok();
+
+        let (scoring_tables, alert_rules) = match &paths.scoring {
+            Some(dir) => {
+                let dir = resolve(dir);
+                let s = ScoringTables::load_dir(&dir).map_err(|errs| {
+                    problems.extend(errs.into_iter().map(|e| {
+                        Problem::new(
+                            if e.file.contains('/') { e.file.clone() } else { dir.join(&e.file).display().to_string() },
+                            (e.line > 0).then_some(e.line),
+                            e.message,
+                        )
+                    }))
+                });
+                let a = AlertRules::load_dir(&dir).map_err(|e| problems.extend(e));
+                paths.scoring = Some(dir);
+                (s.ok(), a.ok())
+            }
+            None => (Some(ScoringTables::builtin()), AlertRules::builtin().map_err(|e| problems.extend(e)).ok()),
+        };
+
+        match (normalize_tables, scoring_tables, alert_rules) {
+            (Some(normalize_tables), Some(scoring_tables), Some(alert_rules)) if problems.is_empty() => Ok(Config {
+                site,
+                paths,
+                bus,
+                http,
+                log,
+                sources,
+                alerting,
+                normalize_tables,
+                scoring_tables,
+                alert_rules,
+            }),
+            _ => Err(Problems(problems)),
+        }
+    }
+
+    /// The settings for demo and replay runs: built-in tables, no sources, no sinks.
+    pub fn embedded() -> Result<Config, Problems> {
+        Self::from_str("<built-in>", "", Path::new("."))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! The configuration file's sections.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer};
+
+/// Replay pace: `max` (as fast as the machine allows) or a factor of real time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Speed {
+    Max,
+    Factor(f64),
+}
+
+impl FromStr for Speed {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("max") {
+            return Ok(Speed::Max);
+        }
+        let s = s.strip_suffix('x').or_else(|| s.strip_suffix('×')).unwrap_or(s);
+        match s.parse::<f64>() {
+            Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
+            _ => Err(format!("speed {s:?} is neither `max` nor a positive number")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Speed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Num(f64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Num(f) => format!("{f}").parse().map_err(serde::de::Error::custom),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// Shown in alerts and used as the observations' `site`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Minutes east of UTC assumed for HL7 times that carry no zone.
+    #[serde(default)]
+    pub timezone_offset_minutes: i32,
+    /// Beds whose patients are scored on NEWS2 SpO2 scale 2 (hypercapnic respiratory failure).
+    #[serde(default)]
+    pub hypercapnic_beds: Vec<String>,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        SiteConfig {
+            name: None,
+            timezone_offset_minutes: 0,
+            hypercapnic_beds: Vec::new(),
+        }
+    }
+}
+
+/// Where tables live. Absent: the tables built into the binary.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    #[serde(default)]
+    pub device_profiles: Option<PathBuf>,
+    #[serde(default)]
+    pub scoring: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum BusKind {
+    #[default]
+    Memory,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    #[serde(default)]
+    pub kind: BusKind,
+    /// Records each in-process topic holds before publishers wait.
+    #[serde(default = "default_capacity")]
+    pub capacity: usize,
+}
+
+fn default_capacity() -> usize {
+    4096
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            kind: BusKind::Memory,
+            capacity: default_capacity(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `host:port` for /metrics, /healthz, /readyz. Absent: no HTTP server.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default = "default_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+fn default_level() -> String {
+    "info".into()
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_level(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// A source of device traffic.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Replays a recording through the real decoders.
+    Replay {
+        name: String,
+        path: PathBuf,
+        #[serde(default = "default_speed")]
+        speed: Speed,
+    },
+}
+
+fn default_speed() -> Speed {
+    Speed::Factor(1.0)
+}
+
+impl SourceConfig {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceConfig::Replay { name, .. } => name,
+        }
+    }
+}
+
+/// Where alerts go.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// One line per alert on standard output.
+    Console {
+        /// Also print resolutions and quiet re-openings, not only new alerts.
+        #[serde(default = "yes")]
+        show_transitions: bool,
+    },
+    /// Every alert transition as one JSON line.
+    Jsonl { path: PathBuf },
+    /// POST each alert transition as JSON.
+    Webhook {
+        #[serde(default)]
+        name: Option<String>,
+        url: String,
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+        #[serde(default = "default_attempts")]
+        max_attempts: u32,
+        #[serde(default = "default_backoff_ms")]
+        initial_backoff_ms: u64,
+        #[serde(default = "default_max_backoff_ms")]
+        max_backoff_ms: u64,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_timeout_ms() -> u64 {
+    5000
+}
+fn default_attempts() -> u32 {
+    6
+}
+fn default_backoff_ms() -> u64 {
+    500
+}
+fn default_max_backoff_ms() -> u64 {
+    30_000
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertingConfig {
+    #[serde(default)]
+    pub sink: Vec<SinkConfig>,
+}

@@ -1,0 +1,318 @@
+//! The `vigil` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use vigil::app::{self, ReplayInput, RunOptions, SourcePlan};
+use vigil::config::{Config, LogFormat, Speed};
+use vigil::telemetry::{self, Metrics};
+
+/// The bundled demo recording (10 beds, 26 h), built into the binary so `vigil demo` runs
+/// anywhere.
+static DEMO_RECORDING: &[u8] = include_bytes!("../replay-data/demo-icu.jsonl.gz");
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Real-time ICU bedside-monitoring ingest and early-warning daemon",
+    long_about = "vigil reads bedside monitors, ventilators, infusion pumps, ADT and lab feeds, \
+normalizes every reading, scores each patient continuously (qSOFA, rolling SOFA, NEWS2, shock \
+index, Sepsis-3 septic shock) and alerts the rapid-response team with the values behind every \
+alert.\n\nStart with `vigil demo`.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay the bundled 10-bed, 26-hour ICU recording through the whole pipeline, printing
+    /// alerts as they fire and a per-bed summary. Needs no servers and opens no port unless
+    /// --listen is given.
+    Demo {
+        /// Replay pace: `max` (as fast as possible) or a factor of real time (60 = 1 h/min).
+        #[arg(long, default_value = "max")]
+        speed: Speed,
+        /// Serve /metrics, /healthz and /readyz here while the demo runs (e.g. 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Also write every alert transition to this JSON-lines file.
+        #[arg(long)]
+        alerts: Option<PathBuf>,
+        /// Print only new alerts, not resolutions and quiet re-openings.
+        #[arg(long)]
+        quiet_transitions: bool,
+    },
+    /// Replay any recording in the vigil replay format (docs/replay-format.md) through the
+    /// pipeline on virtual time. Same recording, same output files, byte for byte.
+    Replay {
+        /// The recording (`.jsonl` or `.jsonl.gz`).
+        recording: PathBuf,
+        /// `max` or a factor of real time.
+        #[arg(long, default_value = "max")]
+        speed: Speed,
+        /// Write every alert transition as JSON lines.
+        #[arg(long)]
+        alerts: Option<PathBuf>,
+        /// Write every score set as JSON lines.
+        #[arg(long)]
+        scores: Option<PathBuf>,
+        /// Write rejected messages (raw text and reason) as JSON lines.
+        #[arg(long)]
+        dead_letters: Option<PathBuf>,
+        /// Config for tables, site settings and sinks (its sources are ignored).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Do not print alerts on the console.
+        #[arg(long)]
+        no_console: bool,
+    },
+    /// Run the daemon: the sources, the in-process bus, the scorer, alerting and the HTTP
+    /// endpoints from one config file. Stops cleanly on SIGINT/SIGTERM.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Check a config file, every device-profile table and every scoring table it references;
+    /// list every problem with its file and line. Exit status 1 if there is any.
+    Validate {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print a commented example config to standard output.
+    GenerateConfig,
+    /// Make recordings: the seeded demo generator.
+    #[command(subcommand)]
+    Recording(RecordingCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordingCommand {
+    /// Generate the demo recording deterministically (same seed, same bytes).
+    Demo {
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+        #[arg(long, default_value_t = 10)]
+        beds: usize,
+        #[arg(long, default_value_t = 26)]
+        hours: u32,
+        /// A PhysioNet-2019 patient file (`|`-separated hourly rows) to add as one more bed.
+        #[arg(long)]
+        physionet: Option<PathBuf>,
+        /// Output path; `.gz` compresses.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path).map_err(|p| {
+        anyhow::anyhow!("{} has {} problem(s):\n{p}", path.display(), p.0.len())
+    })
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown requested: stopping sources, draining stages");
+        token.cancel();
+    });
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::GenerateConfig => {
+            print!("{}", vigil::config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => match Config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} source(s), {} sink(s), {} alert rule(s))",
+                    config.display(),
+                    cfg.sources.len(),
+                    cfg.alerting.sink.len(),
+                    cfg.alert_rules.rules.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(p) => {
+                eprintln!("{}: {} problem(s)", config.display(), p.0.len());
+                for problem in &p.0 {
+                    eprintln!("  {problem}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Recording(RecordingCommand::Demo { seed, beds, hours, physionet, out }) => {
+            use vigil::sources::replay::{demo, physionet as pn};
+            let patient = match &physionet {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                    let id = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    Some(pn::parse_physionet(&id, &text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+                }
+                None => None,
+            };
+            let params = demo::DemoParams { seed, beds, hours, ..Default::default() };
+            let (header, entries) = demo::generate_demo(&params, patient.as_ref());
+            demo::write_recording(&out, &header, &entries).with_context(|| format!("{}", out.display()))?;
+            println!("wrote {} entries to {}", entries.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { speed, listen, alerts, quiet_transitions } => {
+            telemetry::init_logging("warn", false);
+            let mut cfg = Config::embedded().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?;
+            cfg.alerting.sink.push(vigil::config::SinkConfig::Console { show_transitions: !quiet_transitions });
+            cfg.http.listen = listen;
+            let plan = vec![SourcePlan { name: "demo".into(), input: ReplayInput::Bytes(DEMO_RECORDING), speed }];
+            replay_and_report(cfg, plan, RunOptions { alerts_out: alerts, ..Default::default() }, true)
+        }
+        Command::Replay { recording, speed, alerts, scores, dead_letters, config, no_console } => {
+            telemetry::init_logging("warn", false);
+            let mut cfg = match &config {
+                Some(p) => load_config(p)?,
+                None => Config::embedded().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?,
+            };
+            cfg.sources.clear();
+            cfg.http.listen = None;
+            if !no_console && !cfg.alerting.sink.iter().any(|s| matches!(s, vigil::config::SinkConfig::Console { .. })) {
+                cfg.alerting.sink.push(vigil::config::SinkConfig::Console { show_transitions: false });
+            }
+            if !recording.exists() {
+                anyhow::bail!("recording {} does not exist", recording.display());
+            }
+            let plan = vec![SourcePlan { name: "replay".into(), input: ReplayInput::File(recording), speed }];
+            replay_and_report(
+                cfg,
+                plan,
+                RunOptions { alerts_out: alerts, scores_out: scores, dead_letters_out: dead_letters },
+                !no_console,
+            )
+        }
+        Command::Run { config } => {
+            // Every problem is reported before anything starts or any port opens.
+            let cfg = load_config(&config)?;
+            telemetry::init_logging(&cfg.log.level, cfg.log.format == LogFormat::Json);
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let metrics = Arc::new(Metrics::new());
+                let stop = CancellationToken::new();
+                stop_on_signals(stop.clone());
+                let http = match cfg.http.listen {
+                    Some(addr) => Some(
+                        vigil::web::serve(addr, metrics.clone(), stop.clone())
+                            .await
+                            .with_context(|| format!("cannot listen on {addr}"))?,
+                    ),
+                    None => None,
+                };
+                tracing::info!(sources = cfg.sources.len(), "vigil running");
+                let plan = app::plan_sources(&cfg);
+                let report = app::run_pipeline(&cfg, plan, RunOptions::default(), metrics, stop.clone()).await?;
+                tracing::info!(alerts = report.alerts_active, score_sets = report.score_sets, "sources ended; pipeline drained");
+                if !stop.is_cancelled() {
+                    // Sources have ended (replays): keep serving until asked to stop.
+                    if http.is_some() {
+                        tracing::info!("all sources finished; serving until SIGINT/SIGTERM");
+                        stop.cancelled().await;
+                    }
+                }
+                stop.cancel();
+                if let Some((_, h)) = http {
+                    let _ = h.await;
+                }
+                tracing::info!("stopped");
+                Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+            })
+        }
+    }
+}
+
+fn replay_and_report(
+    cfg: Config,
+    plan: Vec<SourcePlan>,
+    opts: RunOptions,
+    print_summary: bool,
+) -> anyhow::Result<ExitCode> {
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        stop_on_signals(stop.clone());
+        let http = match cfg.http.listen {
+            Some(addr) => Some(
+                vigil::web::serve(addr, metrics.clone(), stop.clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
+        if let Some((addr, _)) = &http {
+            eprintln!("serving http://{addr}/metrics, /healthz, /readyz while the replay runs");
+        }
+        let started = std::time::Instant::now();
+        let report = app::run_pipeline(&cfg, plan, opts, metrics, stop.clone()).await?;
+        let elapsed = started.elapsed();
+        stop.cancel();
+        if let Some((_, h)) = http {
+            let _ = h.await;
+        }
+        if print_summary {
+            let entries: u64 = report.replay.iter().map(|r| r.entries).sum();
+            let rejected: u64 = report.replay.iter().map(|r| r.rejected).sum();
+            let records: u64 = report.replay.iter().map(|r| r.records).sum();
+            println!();
+            if let Some((a, b)) = report.span {
+                println!(
+                    "replayed {} messages ({} rejected), {} records, {} score sets; virtual {} → {} ({:.1} h) in {:.2} s",
+                    entries, rejected, records, report.score_sets, a, b,
+                    b.since(a) as f64 / 3_600_000.0, elapsed.as_secs_f64()
+                );
+            }
+            println!("{} alert(s) raised\n", report.alerts_active);
+            print!("{}", app::summary_table(&report));
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,30 @@
+//! The data contracts between stages: observations, census events, scores and alerts.
+//! Every record carries a `schema` version.
+
+mod alert;
+mod census;
+mod observation;
+mod param;
+mod score;
+mod time;
+
+pub use alert::{Alert, AlertState, Evidence, Severity, ALERT_SCHEMA};
+pub use census::{CensusEvent, CensusKind, CENSUS_SCHEMA};
+pub use observation::{
+    hex16, observation_id, Code, CodeSystem, DeviceRef, Observation, Quality, SourceRef, Value,
+    OBSERVATION_SCHEMA,
+};
+pub use param::{Drug, Param};
+pub use score::{Component, Score, ScoreKind, ScoreSet, SCORE_SCHEMA};
+pub use time::{Timestamp, HOUR_MS, MINUTE_MS};
+
+use serde::{Deserialize, Serialize};
+
+/// What travels on the observations topic: readings and the census changes that give them a
+/// patient, in arrival order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum IngestRecord {
+    Observation(Observation),
+    Census(CensusEvent),
+}

@@ -1,0 +1,276 @@
+//! The clinical parameters vigil's scores read, with their canonical UCUM units.
+//!
+//! The normalizer maps every known MDC/LOINC code onto one of these (tables in
+//! `device-profiles/codes.toml`) and converts the value into [`Param::canonical_unit`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Vasoactive drugs the scores know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Drug {
+    Norepinephrine,
+    Epinephrine,
+    Dopamine,
+    Dobutamine,
+    Vasopressin,
+    Phenylephrine,
+}
+
+impl Drug {
+    pub const ALL: [Drug; 6] = [
+        Drug::Norepinephrine,
+        Drug::Epinephrine,
+        Drug::Dopamine,
+        Drug::Dobutamine,
+        Drug::Vasopressin,
+        Drug::Phenylephrine,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drug::Norepinephrine => "norepinephrine",
+            Drug::Epinephrine => "epinephrine",
+            Drug::Dopamine => "dopamine",
+            Drug::Dobutamine => "dobutamine",
+            Drug::Vasopressin => "vasopressin",
+            Drug::Phenylephrine => "phenylephrine",
+        }
+    }
+
+    /// Recognises a drug from a pump's drug label (case-insensitive, common synonyms).
+    pub fn from_label(label: &str) -> Option<Drug> {
+        let l = label.trim().to_ascii_lowercase();
+        let table: [(&str, Drug); 9] = [
+            ("norepinephrine", Drug::Norepinephrine),
+            ("noradrenaline", Drug::Norepinephrine),
+            ("levophed", Drug::Norepinephrine),
+            ("epinephrine", Drug::Epinephrine),
+            ("adrenaline", Drug::Epinephrine),
+            ("dopamine", Drug::Dopamine),
+            ("dobutamine", Drug::Dobutamine),
+            ("vasopressin", Drug::Vasopressin),
+            ("phenylephrine", Drug::Phenylephrine),
+        ];
+        // Longest names first would matter only for prefixes; none of these is a prefix of another.
+        table
+            .iter()
+            .find(|(n, _)| l.starts_with(n) || l.contains(n))
+            .map(|(_, d)| *d)
+    }
+
+    /// Vasopressors (as opposed to the inotrope dobutamine).
+    pub fn is_vasopressor(self) -> bool {
+        !matches!(self, Drug::Dobutamine)
+    }
+
+    /// Canonical dose unit: µg/kg/min, vasopressin U/min.
+    pub fn dose_unit(self) -> &'static str {
+        match self {
+            Drug::Vasopressin => "[iU]/min",
+            _ => "ug/kg/min",
+        }
+    }
+}
+
+/// A clinical parameter as the scorer sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Param {
+    HeartRate,
+    SpO2,
+    PerfusionIndex,
+    RespRate,
+    SbpArt,
+    DbpArt,
+    MapArt,
+    SbpNibp,
+    DbpNibp,
+    MapNibp,
+    Temp,
+    EtCO2,
+    FiO2,
+    Peep,
+    TidalVolume,
+    Gcs,
+    GcsEye,
+    GcsMotor,
+    GcsVerbal,
+    PaO2,
+    Lactate,
+    Platelets,
+    Bilirubin,
+    Creatinine,
+    UrineVolume,
+    Weight,
+    /// Infusion dose of a vasoactive drug, in [`Drug::dose_unit`].
+    Dose(Drug),
+    /// Pump flow in mL/h (converted to a dose when the drug, concentration and weight are known).
+    PumpFlow,
+    /// Drug concentration in mg/mL.
+    DrugConc,
+}
+
+impl Param {
+    pub fn canonical_unit(self) -> &'static str {
+        match self {
+            Param::HeartRate | Param::RespRate => "/min",
+            Param::SpO2 | Param::PerfusionIndex | Param::FiO2 => "%",
+            Param::SbpArt
+            | Param::DbpArt
+            | Param::MapArt
+            | Param::SbpNibp
+            | Param::DbpNibp
+            | Param::MapNibp
+            | Param::EtCO2
+            | Param::PaO2 => "mm[Hg]",
+            Param::Temp => "Cel",
+            Param::Peep => "cm[H2O]",
+            Param::TidalVolume | Param::UrineVolume => "mL",
+            Param::Gcs | Param::GcsEye | Param::GcsMotor | Param::GcsVerbal => "{score}",
+            Param::Lactate => "mmol/L",
+            Param::Platelets => "10*3/uL",
+            Param::Bilirubin | Param::Creatinine => "mg/dL",
+            Param::Weight => "kg",
+            Param::Dose(d) => d.dose_unit(),
+            Param::PumpFlow => "mL/h",
+            Param::DrugConc => "mg/mL",
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Param::Dose(d) => format!("dose.{}", d.name()),
+            other => other.simple_name().to_string(),
+        }
+    }
+
+    fn simple_name(self) -> &'static str {
+        match self {
+            Param::HeartRate => "heart_rate",
+            Param::SpO2 => "spo2",
+            Param::PerfusionIndex => "perfusion_index",
+            Param::RespRate => "resp_rate",
+            Param::SbpArt => "sbp_art",
+            Param::DbpArt => "dbp_art",
+            Param::MapArt => "map_art",
+            Param::SbpNibp => "sbp_nibp",
+            Param::DbpNibp => "dbp_nibp",
+            Param::MapNibp => "map_nibp",
+            Param::Temp => "temp",
+            Param::EtCO2 => "etco2",
+            Param::FiO2 => "fio2",
+            Param::Peep => "peep",
+            Param::TidalVolume => "tidal_volume",
+            Param::Gcs => "gcs",
+            Param::GcsEye => "gcs_eye",
+            Param::GcsMotor => "gcs_motor",
+            Param::GcsVerbal => "gcs_verbal",
+            Param::PaO2 => "pao2",
+            Param::Lactate => "lactate",
+            Param::Platelets => "platelets",
+            Param::Bilirubin => "bilirubin",
+            Param::Creatinine => "creatinine",
+            Param::UrineVolume => "urine_volume",
+            Param::Weight => "weight",
+            Param::PumpFlow => "pump_flow",
+            Param::DrugConc => "drug_conc",
+            Param::Dose(_) => "dose",
+        }
+    }
+
+    /// Every parameter, for tables and validation.
+    pub fn all() -> Vec<Param> {
+        let mut v = vec![
+            Param::HeartRate,
+            Param::SpO2,
+            Param::PerfusionIndex,
+            Param::RespRate,
+            Param::SbpArt,
+            Param::DbpArt,
+            Param::MapArt,
+            Param::SbpNibp,
+            Param::DbpNibp,
+            Param::MapNibp,
+            Param::Temp,
+            Param::EtCO2,
+            Param::FiO2,
+            Param::Peep,
+            Param::TidalVolume,
+            Param::Gcs,
+            Param::GcsEye,
+            Param::GcsMotor,
+            Param::GcsVerbal,
+            Param::PaO2,
+            Param::Lactate,
+            Param::Platelets,
+            Param::Bilirubin,
+            Param::Creatinine,
+            Param::UrineVolume,
+            Param::Weight,
+            Param::PumpFlow,
+            Param::DrugConc,
+        ];
+        v.extend(Drug::ALL.iter().map(|d| Param::Dose(*d)));
+        v
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl FromStr for Param {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(drug) = s.strip_prefix("dose.") {
+            return Drug::ALL
+                .iter()
+                .find(|d| d.name() == drug)
+                .map(|d| Param::Dose(*d))
+                .ok_or_else(|| format!("unknown drug {drug:?} in parameter {s:?}"));
+        }
+        Param::all()
+            .into_iter()
+            .find(|p| !matches!(p, Param::Dose(_)) && p.simple_name() == s)
+            .ok_or_else(|| format!("unknown parameter {s:?}"))
+    }
+}
+
+impl Serialize for Param {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Param {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_param_name_parses_back() {
+        for p in Param::all() {
+            assert_eq!(p.name().parse::<Param>().unwrap(), p, "{p}");
+        }
+        assert!("dose.aspirin".parse::<Param>().is_err());
+        assert!("pulse".parse::<Param>().is_err());
+    }
+
+    #[test]
+    fn pump_labels_map_to_drugs() {
+        assert_eq!(Drug::from_label("Norepinephrine 4mg/250mL"), Some(Drug::Norepinephrine));
+        assert_eq!(Drug::from_label("NORADRENALINE"), Some(Drug::Norepinephrine));
+        assert_eq!(Drug::from_label("Dopamine"), Some(Drug::Dopamine));
+        assert_eq!(Drug::from_label("Saline"), None);
+    }
+}

@@ -1,0 +1,582 @@
+//! The gateway's normalizer: one instance shared by every source, holding the census and the
+//! device clock offsets. Raw HL7 in, [`IngestRecord`]s out.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::model::{
+    observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug, IngestRecord,
+    Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA, OBSERVATION_SCHEMA,
+};
+use crate::protocol::hl7::{self, AdtEvent, DecodeOptions, Decoded, ObsGroup, ObservationReport, ObxRow};
+
+use super::census::Census;
+use super::tables::{MappedParam, NormalizeTables};
+use super::units::{flow_to_dose, to_canonical};
+
+/// MDC_RATE_DOSE, for doses computed from pump flow.
+const MDC_RATE_DOSE: u32 = 157_924;
+/// How many recent messages per device the clock-offset estimate looks at.
+const CLOCK_SAMPLES: usize = 16;
+
+/// Why a message was rejected. `kind()` is the metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("HL7 parse error: {0}")]
+    Parse(#[from] hl7::ParseError),
+    #[error("{0}")]
+    Decode(#[from] hl7::DecodeError),
+}
+
+impl NormalizeError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NormalizeError::Parse(_) => "parse",
+            NormalizeError::Decode(hl7::DecodeError::Unsupported { .. }) => "unsupported",
+            NormalizeError::Decode(_) => "missing",
+        }
+    }
+}
+
+/// Settings the normalizer takes from the config.
+#[derive(Clone, Debug)]
+pub struct NormalizeSettings {
+    pub site: Option<String>,
+    /// Minutes east of UTC for HL7 times without a zone.
+    pub default_offset_min: i32,
+    /// Clock differences smaller than this are transport delay, not clock error.
+    pub clock_tolerance_ms: i64,
+}
+
+impl Default for NormalizeSettings {
+    fn default() -> Self {
+        NormalizeSettings {
+            site: None,
+            default_offset_min: 0,
+            clock_tolerance_ms: 10_000,
+        }
+    }
+}
+
+/// What one message became.
+#[derive(Debug, Default)]
+pub struct Normalized {
+    pub control_id: String,
+    /// e.g. `ORU^R01`.
+    pub message_type: String,
+    pub records: Vec<IngestRecord>,
+    /// Observations with no patient for their bed.
+    pub unassociated: usize,
+}
+
+/// Tracks one device's clock against the gateway's: the smallest recent (receive − sent)
+/// difference, since transport only ever adds delay.
+#[derive(Debug, Default)]
+struct DeviceClock {
+    samples: VecDeque<i64>,
+}
+
+impl DeviceClock {
+    fn offset(&mut self, receive: Timestamp, sent: Option<Timestamp>, tolerance: i64) -> i64 {
+        if let Some(sent) = sent {
+            if self.samples.len() == CLOCK_SAMPLES {
+                self.samples.pop_front();
+            }
+            self.samples.push_back(receive.since(sent));
+        }
+        let min = self.samples.iter().copied().min().unwrap_or(0);
+        if min.abs() < tolerance {
+            0
+        } else {
+            min
+        }
+    }
+}
+
+pub struct Normalizer {
+    tables: NormalizeTables,
+    settings: NormalizeSettings,
+    census: Census,
+    clocks: HashMap<String, DeviceClock>,
+}
+
+fn text(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+/// `1.1.2.5` → `1.1.2`: the channel a metric belongs to (PCD-01 containment).
+fn channel_of(sub_id: &str) -> &str {
+    let mut dots = sub_id.match_indices('.').map(|(i, _)| i);
+    match (dots.next(), dots.next()) {
+        (Some(_), Some(second)) => {
+            let rest = &sub_id[second + 1..];
+            match rest.find('.') {
+                Some(i) => &sub_id[..second + 1 + i],
+                None => sub_id,
+            }
+        }
+        _ => "",
+    }
+}
+
+impl Normalizer {
+    pub fn new(tables: NormalizeTables, settings: NormalizeSettings) -> Self {
+        Normalizer {
+            tables,
+            settings,
+            census: Census::new(),
+            clocks: HashMap::new(),
+        }
+    }
+
+    pub fn census(&self) -> &Census {
+        &self.census
+    }
+
+    /// Parses, decodes and normalizes one HL7 message received at `receive_time`.
+    pub fn hl7(&mut self, source: &str, raw: &[u8], receive_time: Timestamp) -> Result<Normalized, NormalizeError> {
+        let msg = hl7::parse(raw)?;
+        let opts = DecodeOptions {
+            default_offset_min: self.settings.default_offset_min,
+        };
+        let (code, trigger, _) = msg.message_type();
+        let message_type = format!("{code}^{trigger}");
+        match hl7::decode(&msg, &opts)? {
+            Decoded::Observations(r) => Ok(self.observations(source, &r, receive_time, message_type)),
+            Decoded::Adt(a) => Ok(self.adt(&a, receive_time, message_type)),
+        }
+    }
+
+    fn adt(&mut self, a: &AdtEvent<'_>, receive_time: Timestamp, message_type: String) -> Normalized {
+        let kind = match a.trigger.as_ref() {
+            "A01" | "A04" => CensusKind::Admit,
+            "A02" => CensusKind::Transfer,
+            "A03" => CensusKind::Discharge,
+            "A11" => CensusKind::CancelAdmit,
+            "A12" => CensusKind::CancelTransfer,
+            "A13" => CensusKind::CancelDischarge,
+            "A40" => CensusKind::Merge,
+            _ => CensusKind::Update,
+        };
+        let mrn = a.patient.ids.first().and_then(|i| text(&i.id));
+        let patient = a
+            .patient
+            .visit_number
+            .as_deref()
+            .and_then(text)
+            .or_else(|| mrn.clone())
+            .unwrap_or_default();
+        let prior_patient = a
+            .merge_prior_visit
+            .as_deref()
+            .and_then(text)
+            .or_else(|| a.merge_prior_ids.first().and_then(|i| text(&i.id)));
+        let ev = CensusEvent {
+            schema: CENSUS_SCHEMA,
+            kind,
+            patient,
+            prior_patient,
+            unit: text(&a.location.unit),
+            bed: text(&a.location.bed),
+            prior_bed: text(&a.prior_location.bed),
+            weight_kg: a.weight_kg,
+            height_cm: a.height_cm,
+            time: a.event_time.or(a.message_time).unwrap_or(receive_time),
+            receive_time,
+            message: a.control_id.to_string(),
+        };
+        self.census.apply(&ev, mrn.as_deref());
+        Normalized {
+            control_id: a.control_id.to_string(),
+            message_type,
+            records: vec![IngestRecord::Census(ev)],
+            unassociated: 0,
+        }
+    }
+
+    fn observations(
+        &mut self,
+        source: &str,
+        r: &ObservationReport<'_>,
+        receive_time: Timestamp,
+        message_type: String,
+    ) -> Normalized {
+        // Who: the encounter, else the MRN's current encounter, else whoever is in the bed.
+        let visit = r.patient.visit_number.as_deref().and_then(text);
+        let mrn_patient = r
+            .patient
+            .ids
+            .iter()
+            .find_map(|i| self.census.by_mrn(i.id.trim()))
+            .cloned();
+        let unit_in_msg = text(&r.location.unit);
+        let bed_in_msg = text(&r.location.bed);
+        let bed_patient = self
+            .census
+            .patient_in(unit_in_msg.as_deref(), bed_in_msg.as_deref())
+            .cloned();
+        let occupant = visit
+            .as_deref()
+            .and_then(|v| self.census.patient(v).cloned())
+            .or(mrn_patient)
+            .or(bed_patient);
+        let patient = visit.or_else(|| occupant.as_ref().map(|o| o.patient.clone()));
+        let unit = unit_in_msg.or_else(|| occupant.as_ref().and_then(|o| o.unit.clone()));
+        let bed = bed_in_msg.or_else(|| occupant.as_ref().and_then(|o| o.bed.clone()));
+        let weight = occupant.as_ref().and_then(|o| o.weight_kg);
+
+        let clock_key = format!("{source}/{}", r.sending_app);
+        let tolerance = self.settings.clock_tolerance_ms;
+        let offset = self
+            .clocks
+            .entry(clock_key)
+            .or_default()
+            .offset(receive_time, r.message_time, tolerance);
+
+        let ctx = Ctx {
+            source,
+            control_id: &r.control_id,
+            sending_app: &r.sending_app,
+            site: self.settings.site.as_deref(),
+            unit: unit.as_deref(),
+            bed: bed.as_deref(),
+            patient: patient.as_deref(),
+            receive_time,
+            offset,
+            message_time: r.message_time,
+        };
+        let mut out = Normalized {
+            control_id: r.control_id.to_string(),
+            message_type,
+            ..Default::default()
+        };
+        for g in &r.groups {
+            let mut obs = self.group(&ctx, g, weight);
+            flag_arterial_artifacts(&self.tables, &mut obs);
+            out.records.extend(obs.into_iter().map(IngestRecord::Observation));
+        }
+        if patient.is_none() {
+            out.unassociated = out.records.len();
+        }
+        out
+    }
+
+    fn group(&self, ctx: &Ctx<'_>, g: &ObsGroup<'_>, census_weight: Option<f64>) -> Vec<Observation> {
+        // Pump channels: the drug named on a channel applies to its dose and flow rows.
+        let mut drugs: HashMap<&str, Drug> = HashMap::new();
+        let mut pump_weight: Option<f64> = None;
+        for row in &g.rows {
+            if let Ok(code) = row.code.trim().parse::<u32>() {
+                if self.tables.is_drug_name_code(code) {
+                    if let Some(d) = Drug::from_label(&row.value) {
+                        drugs.insert(channel_of(&row.sub_id), d);
+                    }
+                }
+                if code == 68_063 {
+                    pump_weight = row.value.trim().parse::<f64>().ok().filter(|w| *w > 0.0);
+                }
+            }
+        }
+        let weight = census_weight.or(pump_weight);
+        let drug_for = |row: &ObxRow<'_>| -> Option<Drug> {
+            drugs
+                .get(channel_of(&row.sub_id))
+                .copied()
+                .or_else(|| (drugs.len() == 1).then(|| drugs.values().next().copied()).flatten())
+        };
+
+        let mut out = Vec::with_capacity(g.rows.len());
+        // Per channel: flow and concentration, and whether a dose row came.
+        let mut flows: HashMap<&str, (Option<(f64, Timestamp, Option<Timestamp>)>, Option<f64>, bool)> = HashMap::new();
+        for row in &g.rows {
+            if row.is_device_row() || row.is_waveform() || row.value.trim().is_empty() {
+                continue;
+            }
+            let Some(o) = self.row(ctx, g, row, &drug_for) else { continue };
+            let ch = channel_of(&row.sub_id);
+            match o.param {
+                Some(Param::PumpFlow) if o.is_usable() => {
+                    if let Some(v) = o.numeric() {
+                        flows.entry(ch).or_default().0 = Some((v, o.corrected_time, o.device_time));
+                    }
+                }
+                Some(Param::DrugConc) if o.is_usable() => flows.entry(ch).or_default().1 = o.numeric(),
+                Some(Param::Dose(_)) => flows.entry(ch).or_default().2 = true,
+                _ => {}
+            }
+            out.push(o);
+        }
+        // A channel that reports flow and concentration but no dose: compute the dose with the
+        // patient's weight. Without a weight, drug or concentration, no dose is guessed.
+        let mut channels: Vec<_> = flows.into_iter().collect();
+        channels.sort_by(|a, b| a.0.cmp(b.0));
+        for (ch, (flow, conc, has_dose)) in channels {
+            let (Some((ml_h, corrected, device_time)), Some(conc), false) = (flow, conc, has_dose) else {
+                continue;
+            };
+            let Some(drug) = drugs.get(ch).copied().or_else(|| (drugs.len() == 1).then(|| drugs.values().next().copied()).flatten()) else {
+                continue;
+            };
+            if drug == Drug::Vasopressin {
+                continue; // U/min needs U/mL, not mg/mL.
+            }
+            let Some(dose) = weight.and_then(|w| flow_to_dose(ml_h, conc, w)) else { continue };
+            let dose = (dose * 10_000.0).round() / 10_000.0;
+            let code = Code {
+                system: CodeSystem::Mdc,
+                code: MDC_RATE_DOSE.to_string(),
+                refid: Some("MDC_RATE_DOSE".into()),
+            };
+            let device = device_ref(ctx, g, None);
+            let value = Value::Num(dose);
+            let param = Param::Dose(drug);
+            let mut quality = Vec::new();
+            if let Some((lo, hi)) = self.tables.range(param) {
+                if dose < lo || dose > hi {
+                    quality.push(Quality::OutOfRange);
+                }
+            }
+            out.push(Observation {
+                schema: OBSERVATION_SCHEMA,
+                id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
+                site: ctx.site.map(str::to_string),
+                unit: ctx.unit.map(str::to_string),
+                bed: ctx.bed.map(str::to_string),
+                patient: ctx.patient.map(str::to_string),
+                device,
+                code,
+                param: Some(param),
+                value,
+                ucum: param.canonical_unit().to_string(),
+                device_time,
+                receive_time: ctx.receive_time,
+                corrected_time: corrected,
+                quality,
+                source: ctx.source_ref(),
+            });
+        }
+        out
+    }
+
+    fn row(
+        &self,
+        ctx: &Ctx<'_>,
+        g: &ObsGroup<'_>,
+        row: &ObxRow<'_>,
+        drug_for: &dyn Fn(&ObxRow<'_>) -> Option<Drug>,
+    ) -> Option<Observation> {
+        let sys = row.system.trim();
+        let code_str = row.code.trim();
+        if code_str.is_empty() {
+            return None;
+        }
+        let mdc_num = code_str.parse::<u32>().ok();
+        let system = match sys {
+            "MDC" => CodeSystem::Mdc,
+            "LN" | "LOINC" | "LNC" => CodeSystem::Loinc,
+            "" if mdc_num.is_some() && row.refid.starts_with("MDC_") => CodeSystem::Mdc,
+            _ => CodeSystem::Local,
+        };
+        let mapped = match (system, mdc_num) {
+            (CodeSystem::Mdc, Some(n)) => self.tables.mdc(n),
+            (CodeSystem::Loinc, _) => self.tables.loinc(code_str),
+            _ => None,
+        };
+        let param = match mapped {
+            Some(MappedParam::Param(p)) => Some(p),
+            Some(MappedParam::Dose) => drug_for(row).map(Param::Dose),
+            None => None,
+        };
+        let sent_unit = self.unit_of(row);
+        let device_time = row.time.or(g.obs_time).or(ctx.message_time);
+        let corrected = device_time
+            .map(|t| t.plus_ms(ctx.offset).min(ctx.receive_time))
+            .unwrap_or(ctx.receive_time);
+        let mut quality = Vec::new();
+        let raw = row.value.trim();
+        let (value, ucum) = match raw.parse::<f64>() {
+            Ok(v) if v.is_finite() => {
+                if self.tables.is_sentinel(v) {
+                    quality.push(Quality::Sentinel);
+                    (v, sent_unit.clone())
+                } else if let Some(p) = param {
+                    match to_canonical(p, v, &sent_unit) {
+                        Ok(c) => {
+                            let c = round_like_device(c);
+                            if let Some((lo, hi)) = self.tables.range(p) {
+                                if c < lo || c > hi {
+                                    quality.push(Quality::OutOfRange);
+                                }
+                            }
+                            (c, p.canonical_unit().to_string())
+                        }
+                        Err(_) => {
+                            quality.push(Quality::UnitUnknown);
+                            (v, sent_unit.clone())
+                        }
+                    }
+                } else {
+                    (v, sent_unit.clone())
+                }
+            }
+            _ => {
+                let code = Code {
+                    system,
+                    code: code_str.to_string(),
+                    refid: text(&row.refid),
+                };
+                let device = device_ref(ctx, g, Some(row));
+                let value = Value::Text(raw.to_string());
+                return Some(Observation {
+                    schema: OBSERVATION_SCHEMA,
+                    id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
+                    site: ctx.site.map(str::to_string),
+                    unit: ctx.unit.map(str::to_string),
+                    bed: ctx.bed.map(str::to_string),
+                    patient: ctx.patient.map(str::to_string),
+                    device,
+                    code,
+                    // A text value cannot feed a numeric score.
+                    param: None,
+                    value,
+                    ucum: sent_unit,
+                    device_time,
+                    receive_time: ctx.receive_time,
+                    corrected_time: corrected,
+                    quality,
+                    source: ctx.source_ref(),
+                });
+            }
+        };
+        let code = Code {
+            system,
+            code: code_str.to_string(),
+            refid: text(&row.refid),
+        };
+        let device = device_ref(ctx, g, Some(row));
+        let value = Value::Num(value);
+        Some(Observation {
+            schema: OBSERVATION_SCHEMA,
+            id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
+            site: ctx.site.map(str::to_string),
+            unit: ctx.unit.map(str::to_string),
+            bed: ctx.bed.map(str::to_string),
+            patient: ctx.patient.map(str::to_string),
+            device,
+            code,
+            param,
+            value,
+            ucum,
+            device_time,
+            receive_time: ctx.receive_time,
+            corrected_time: corrected,
+            quality,
+            source: ctx.source_ref(),
+        })
+    }
+
+    /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
+    /// the unit text through the alias table.
+    fn unit_of(&self, row: &ObxRow<'_>) -> String {
+        if let Some(u) = row.unit_ucum.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+            return self.tables.ucum_alias(u).to_string();
+        }
+        let code = row.unit_code.trim();
+        if row.unit_system.trim() == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
+            if let Some(u) = code.parse::<u32>().ok().and_then(|c| self.tables.mdc_unit(c)) {
+                return u.to_string();
+            }
+        }
+        if code.is_empty() {
+            return String::new();
+        }
+        self.tables.ucum_alias(code).to_string()
+    }
+}
+
+/// Trims float noise from conversions (e.g. 37.00000000001) without losing device precision.
+fn round_like_device(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+struct Ctx<'a> {
+    source: &'a str,
+    control_id: &'a str,
+    sending_app: &'a str,
+    site: Option<&'a str>,
+    unit: Option<&'a str>,
+    bed: Option<&'a str>,
+    patient: Option<&'a str>,
+    receive_time: Timestamp,
+    offset: i64,
+    message_time: Option<Timestamp>,
+}
+
+impl Ctx<'_> {
+    fn source_ref(&self) -> SourceRef {
+        SourceRef {
+            protocol: "hl7".into(),
+            source: self.source.to_string(),
+            message: self.control_id.to_string(),
+        }
+    }
+}
+
+fn device_ref(ctx: &Ctx<'_>, g: &ObsGroup<'_>, row: Option<&ObxRow<'_>>) -> DeviceRef {
+    let id = row
+        .and_then(|r| text(&r.equipment_id))
+        .or_else(|| text(&g.filler_id))
+        .or_else(|| text(ctx.sending_app))
+        .unwrap_or_else(|| ctx.source.to_string());
+    DeviceRef {
+        id,
+        model: text(&g.device_code.text),
+        profile: None,
+    }
+}
+
+/// ART1 (CLINICAL.md §5): a systolic/diastolic/mean arterial triple measured at the same time
+/// that matches an artifact pattern is flagged as a whole.
+fn flag_arterial_artifacts(t: &NormalizeTables, obs: &mut [Observation]) {
+    let a = &t.arterial;
+    if !a.enabled {
+        return;
+    }
+    let find = |obs: &[Observation], p: Param, at: Timestamp| {
+        obs.iter()
+            .position(|o| o.param == Some(p) && o.corrected_time == at && !o.quality.contains(&Quality::Sentinel))
+    };
+    let times: Vec<Timestamp> = obs
+        .iter()
+        .filter(|o| o.param == Some(Param::SbpArt))
+        .map(|o| o.corrected_time)
+        .collect();
+    for at in times {
+        let (Some(si), Some(di)) = (find(obs, Param::SbpArt, at), find(obs, Param::DbpArt, at)) else {
+            continue;
+        };
+        let mi = find(obs, Param::MapArt, at);
+        let (Some(sbp), Some(dbp)) = (obs[si].numeric(), obs[di].numeric()) else { continue };
+        let map = mi.and_then(|i| obs[i].numeric());
+        let pp = sbp - dbp;
+        let mut artifact = (sbp > a.sbp_high && pp < a.pp_min_high)
+            || (sbp > a.sbp_mid && sbp <= a.sbp_high && pp < a.pp_min_mid)
+            || (sbp >= a.sbp_low && sbp <= a.sbp_mid && pp < a.pp_min_low)
+            || (sbp < a.sbp_low && pp < a.pp_min_below_low)
+            || sbp <= a.sbp_or_dbp_at_most
+            || dbp <= a.sbp_or_dbp_at_most;
+        if let Some(m) = map {
+            artifact |= (sbp == dbp && dbp == m) || m < a.map_below || m >= a.map_at_least;
+        }
+        if artifact {
+            for i in [Some(si), Some(di), mi].into_iter().flatten() {
+                if !obs[i].quality.contains(&Quality::Artifact) {
+                    obs[i].quality.push(Quality::Artifact);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,363 @@
+//! Code, unit and plausibility tables, loaded from `device-profiles/` (data, not code).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::problem::{line_of, Problem};
+use crate::model::Param;
+
+pub const CODES_FILE: &str = "codes.toml";
+pub const PLAUSIBILITY_FILE: &str = "plausibility.toml";
+
+const BUILTIN_CODES: &str = include_str!("../../device-profiles/codes.toml");
+const BUILTIN_PLAUSIBILITY: &str = include_str!("../../device-profiles/plausibility.toml");
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodesFile {
+    mdc: Vec<Spanned<MdcRow>>,
+    drug_name_codes: Vec<u32>,
+    loinc: Vec<Spanned<LoincRow>>,
+    mdc_units: Vec<Spanned<MdcUnitRow>>,
+    unit_aliases: Vec<Spanned<AliasRow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MdcRow {
+    code: u32,
+    refid: String,
+    param: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoincRow {
+    code: String,
+    param: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MdcUnitRow {
+    code: u32,
+    #[allow(dead_code)]
+    refid: String,
+    ucum: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliasRow {
+    from: String,
+    ucum: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlausibilityFile {
+    ranges: Vec<Spanned<RangeRow>>,
+    sentinels: Vec<f64>,
+    arterial_artifact: ArterialArtifact,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeRow {
+    param: String,
+    min: f64,
+    max: f64,
+    #[allow(dead_code)]
+    source: String,
+}
+
+/// ART1 arterial-line artifact thresholds (CLINICAL.md §5).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ArterialArtifact {
+    pub enabled: bool,
+    pub sbp_high: f64,
+    pub pp_min_high: f64,
+    pub sbp_mid: f64,
+    pub pp_min_mid: f64,
+    pub sbp_low: f64,
+    pub pp_min_low: f64,
+    pub pp_min_below_low: f64,
+    pub sbp_or_dbp_at_most: f64,
+    pub map_below: f64,
+    pub map_at_least: f64,
+}
+
+/// What the `dose` code maps to before the drug is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappedParam {
+    Param(Param),
+    /// MDC_RATE_DOSE: the drug comes from the channel's drug-name row.
+    Dose,
+}
+
+/// The loaded tables.
+#[derive(Clone, Debug)]
+pub struct NormalizeTables {
+    mdc: HashMap<u32, MappedParam>,
+    loinc: HashMap<String, MappedParam>,
+    pub drug_name_codes: Vec<u32>,
+    mdc_units: HashMap<u32, String>,
+    aliases: HashMap<String, String>,
+    ranges: HashMap<Param, (f64, f64)>,
+    pub sentinels: Vec<f64>,
+    pub arterial: ArterialArtifact,
+}
+
+fn map_param(name: &str) -> Result<MappedParam, String> {
+    if name == "dose" {
+        Ok(MappedParam::Dose)
+    } else {
+        name.parse::<Param>().map(MappedParam::Param)
+    }
+}
+
+impl NormalizeTables {
+    /// The tables shipped with this build.
+    pub fn builtin() -> Result<Self, Vec<Problem>> {
+        Self::from_sources(
+            (CODES_FILE, BUILTIN_CODES),
+            (PLAUSIBILITY_FILE, BUILTIN_PLAUSIBILITY),
+        )
+    }
+
+    /// Loads `codes.toml` and `plausibility.toml` from a device-profiles directory.
+    pub fn load_dir(dir: &Path) -> Result<Self, Vec<Problem>> {
+        let read = |name: &str| -> Result<(String, String), Problem> {
+            let path = dir.join(name);
+            let shown = path.display().to_string();
+            std::fs::read_to_string(&path)
+                .map(|s| (shown.clone(), s))
+                .map_err(|e| Problem::new(shown, None, format!("cannot read: {e}")))
+        };
+        let codes = read(CODES_FILE);
+        let plaus = read(PLAUSIBILITY_FILE);
+        match (codes, plaus) {
+            (Ok(c), Ok(p)) => Self::from_sources((&c.0, &c.1), (&p.0, &p.1)),
+            // One file is unreadable: still check the other (against the built-in partner) so
+            // every fault is reported at once.
+            (Ok(c), Err(pe)) => {
+                let mut errs = vec![pe];
+                if let Err(more) = Self::from_sources((&c.0, &c.1), (PLAUSIBILITY_FILE, BUILTIN_PLAUSIBILITY)) {
+                    errs.extend(more);
+                }
+                Err(errs)
+            }
+            (Err(ce), Ok(p)) => {
+                let mut errs = vec![ce];
+                if let Err(more) = Self::from_sources((CODES_FILE, BUILTIN_CODES), (&p.0, &p.1)) {
+                    errs.extend(more);
+                }
+                Err(errs)
+            }
+            (Err(ce), Err(pe)) => Err(vec![ce, pe]),
+        }
+    }
+
+    /// Parses both files, reporting every problem found in either.
+    pub fn from_sources(codes: (&str, &str), plaus: (&str, &str)) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let (cf, cs) = codes;
+        let (pf, ps) = plaus;
+        let mut t = NormalizeTables {
+            mdc: HashMap::new(),
+            loinc: HashMap::new(),
+            drug_name_codes: Vec::new(),
+            mdc_units: HashMap::new(),
+            aliases: HashMap::new(),
+            ranges: HashMap::new(),
+            sentinels: Vec::new(),
+            arterial: ArterialArtifact {
+                enabled: false,
+                sbp_high: 0.0,
+                pp_min_high: 0.0,
+                sbp_mid: 0.0,
+                pp_min_mid: 0.0,
+                sbp_low: 0.0,
+                pp_min_low: 0.0,
+                pp_min_below_low: 0.0,
+                sbp_or_dbp_at_most: 0.0,
+                map_below: 0.0,
+                map_at_least: 0.0,
+            },
+        };
+        match toml::from_str::<CodesFile>(cs) {
+            Err(e) => problems.push(Problem::from_toml(cf, cs, &e)),
+            Ok(file) => {
+                let mut seen_refid: HashMap<(u32, String), usize> = HashMap::new();
+                for row in &file.mdc {
+                    let line = line_of(cs, row.span().start);
+                    let r = row.get_ref();
+                    match map_param(&r.param) {
+                        Err(e) => problems.push(Problem::new(cf, Some(line), e)),
+                        Ok(p) => {
+                            if let Some(prev) = t.mdc.get(&r.code) {
+                                if *prev != p {
+                                    problems.push(Problem::new(
+                                        cf,
+                                        Some(line),
+                                        format!("MDC code {} maps to two different parameters", r.code),
+                                    ));
+                                }
+                            }
+                            if let Some(first) = seen_refid.insert((r.code, r.refid.clone()), line) {
+                                problems.push(Problem::new(
+                                    cf,
+                                    Some(line),
+                                    format!("MDC code {} {} repeats line {first}", r.code, r.refid),
+                                ));
+                            }
+                            t.mdc.insert(r.code, p);
+                        }
+                    }
+                }
+                for row in &file.loinc {
+                    let line = line_of(cs, row.span().start);
+                    let r = row.get_ref();
+                    match map_param(&r.param) {
+                        Err(e) => problems.push(Problem::new(cf, Some(line), e)),
+                        Ok(p) => {
+                            if t.loinc.insert(r.code.clone(), p).is_some() {
+                                problems.push(Problem::new(
+                                    cf,
+                                    Some(line),
+                                    format!("LOINC code {} is listed twice", r.code),
+                                ));
+                            }
+                        }
+                    }
+                }
+                t.drug_name_codes = file.drug_name_codes;
+                for row in &file.mdc_units {
+                    let r = row.get_ref();
+                    if t.mdc_units.insert(r.code, r.ucum.clone()).is_some() {
+                        problems.push(Problem::new(
+                            cf,
+                            Some(line_of(cs, row.span().start)),
+                            format!("MDC unit code {} is listed twice", r.code),
+                        ));
+                    }
+                }
+                for row in &file.unit_aliases {
+                    let r = row.get_ref();
+                    t.aliases.insert(r.from.clone(), r.ucum.clone());
+                }
+            }
+        }
+        match toml::from_str::<PlausibilityFile>(ps) {
+            Err(e) => problems.push(Problem::from_toml(pf, ps, &e)),
+            Ok(file) => {
+                for row in &file.ranges {
+                    let line = line_of(ps, row.span().start);
+                    let r = row.get_ref();
+                    match r.param.parse::<Param>() {
+                        Err(e) => problems.push(Problem::new(pf, Some(line), e)),
+                        Ok(p) => {
+                            if !(r.min < r.max) {
+                                problems.push(Problem::new(
+                                    pf,
+                                    Some(line),
+                                    format!("range for {} has min {} not below max {}", r.param, r.min, r.max),
+                                ));
+                            }
+                            if t.ranges.insert(p, (r.min, r.max)).is_some() {
+                                problems.push(Problem::new(
+                                    pf,
+                                    Some(line),
+                                    format!("{} has two ranges", r.param),
+                                ));
+                            }
+                        }
+                    }
+                }
+                t.sentinels = file.sentinels;
+                let a = &file.arterial_artifact;
+                if !(a.sbp_low < a.sbp_mid && a.sbp_mid < a.sbp_high) {
+                    problems.push(Problem::new(
+                        pf,
+                        None,
+                        "arterial_artifact: need sbp_low < sbp_mid < sbp_high",
+                    ));
+                }
+                t.arterial = file.arterial_artifact;
+            }
+        }
+        if problems.is_empty() {
+            Ok(t)
+        } else {
+            Err(problems)
+        }
+    }
+
+    pub fn mdc(&self, code: u32) -> Option<MappedParam> {
+        self.mdc.get(&code).copied()
+    }
+
+    pub fn loinc(&self, code: &str) -> Option<MappedParam> {
+        self.loinc.get(code).copied()
+    }
+
+    pub fn is_drug_name_code(&self, code: u32) -> bool {
+        self.drug_name_codes.contains(&code)
+    }
+
+    /// UCUM for an MDC unit code.
+    pub fn mdc_unit(&self, code: u32) -> Option<&str> {
+        self.mdc_units.get(&code).map(String::as_str)
+    }
+
+    /// UCUM for a unit string as a sender wrote it (UCUM passes through unchanged).
+    pub fn ucum_alias<'a>(&'a self, unit: &'a str) -> &'a str {
+        self.aliases.get(unit).map(String::as_str).unwrap_or(unit)
+    }
+
+    /// Inclusive plausibility range.
+    pub fn range(&self, p: Param) -> Option<(f64, f64)> {
+        self.ranges.get(&p).copied()
+    }
+
+    pub fn is_sentinel(&self, v: f64) -> bool {
+        self.sentinels.iter().any(|s| (s - v).abs() < 1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Drug;
+
+    #[test]
+    fn builtin_tables_load_and_map_known_codes() {
+        let t = NormalizeTables::builtin().unwrap();
+        assert_eq!(t.mdc(150456), Some(MappedParam::Param(Param::SpO2)));
+        assert_eq!(t.mdc(150324), None, "SAT_O2_ART is not SpO2");
+        assert_eq!(t.mdc(157924), Some(MappedParam::Dose));
+        assert_eq!(t.loinc("2524-7"), Some(MappedParam::Param(Param::Lactate)));
+        assert_eq!(t.mdc_unit(266016), Some("mm[Hg]"));
+        assert_eq!(t.ucum_alias("mmHg"), "mm[Hg]");
+        assert_eq!(t.ucum_alias("mm[Hg]"), "mm[Hg]");
+        assert_eq!(t.range(Param::Dose(Drug::Norepinephrine)), Some((0.0, 3.0)));
+        assert!(t.is_sentinel(-999.0));
+    }
+
+    #[test]
+    fn every_fault_is_reported_with_its_line() {
+        let codes = "mdc = [\n  { code = 1, refid = \"A\", param = \"heart_rate\" },\n  { code = 2, refid = \"B\", param = \"pulse\" },\n]\ndrug_name_codes = []\nloinc = [\n  { code = \"1-1\", param = \"nope\" },\n]\nmdc_units = []\nunit_aliases = []\n";
+        let plaus = "ranges = [\n  { param = \"spo2\", min = 100, max = 50, source = \"x\" },\n]\nsentinels = []\n[arterial_artifact]\nenabled = true\nsbp_high = 200.0\npp_min_high = 50.0\nsbp_mid = 150.0\npp_min_mid = 30.0\nsbp_low = 100.0\npp_min_low = 15.0\npp_min_below_low = 10.0\nsbp_or_dbp_at_most = 10.0\nmap_below = 0.0\nmap_at_least = 140.0\n";
+        let errs = NormalizeTables::from_sources(("codes.toml", codes), ("plausibility.toml", plaus))
+            .unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|p| p.to_string()).collect();
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+        assert!(shown[0].starts_with("codes.toml:3:") && shown[0].contains("pulse"));
+        assert!(shown[1].starts_with("codes.toml:7:") && shown[1].contains("nope"));
+        assert!(shown[2].starts_with("plausibility.toml:2:") && shown[2].contains("min 100"));
+    }
+}

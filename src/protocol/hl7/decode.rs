@@ -1,0 +1,810 @@
+//! From a parsed [`Message`] to the plain structs the normalizer consumes: observation reports
+//! (ORU^R01 device and lab results, ORU^R42 infusion events) and ADT census events.
+//!
+//! Text borrows the message (`Cow::Borrowed`) unless an escape had to be resolved, so decoding a
+//! device report allocates only its row vectors. It keeps codes and units as sent: mapping them
+//! to parameters is the normalizer's job. Z-segments and unknown segments are skipped.
+
+use std::borrow::Cow;
+
+use thiserror::Error;
+
+use super::parse::{Field, Message, Segment};
+use super::time::parse_ts;
+use crate::model::Timestamp;
+
+type Text<'m> = Cow<'m, str>;
+
+fn own(t: Text<'_>) -> Text<'static> {
+    Cow::Owned(t.into_owned())
+}
+
+fn own_opt(t: Option<Text<'_>>) -> Option<Text<'static>> {
+    t.map(own)
+}
+
+/// What the decoder needs from the site.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Minutes east of UTC assumed for timestamps without a zone.
+    pub default_offset_min: i32,
+}
+
+/// Why a parsed message could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    /// A message type vigil does not consume (answered AR by the MLLP layer).
+    #[error("unsupported message type {message_type:?}")]
+    Unsupported { message_type: String },
+    /// A segment or field the message type requires is absent.
+    #[error("missing {what} in {position}")]
+    Missing {
+        what: &'static str,
+        position: String,
+    },
+}
+
+/// A decoded message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decoded<'m> {
+    Observations(ObservationReport<'m>),
+    Adt(AdtEvent<'m>),
+}
+
+impl Decoded<'_> {
+    /// Detaches from the message buffer (for sending across tasks).
+    pub fn into_owned(self) -> Decoded<'static> {
+        match self {
+            Decoded::Observations(r) => Decoded::Observations(r.into_owned()),
+            Decoded::Adt(a) => Decoded::Adt(a.into_owned()),
+        }
+    }
+}
+
+/// A CE/CWE code triple: `code^text^system`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CodedValue<'m> {
+    pub code: Text<'m>,
+    pub text: Text<'m>,
+    pub system: Text<'m>,
+}
+
+impl CodedValue<'_> {
+    pub fn into_owned(self) -> CodedValue<'static> {
+        CodedValue {
+            code: own(self.code),
+            text: own(self.text),
+            system: own(self.system),
+        }
+    }
+}
+
+/// One PID-3 (CX) identifier.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatientIdentifier<'m> {
+    /// CX.1.
+    pub id: Text<'m>,
+    /// CX.4 namespace, or its universal id when the namespace is empty.
+    pub authority: Text<'m>,
+    /// CX.5, e.g. `MR`, `PI`.
+    pub id_type: Text<'m>,
+}
+
+impl PatientIdentifier<'_> {
+    pub fn into_owned(self) -> PatientIdentifier<'static> {
+        PatientIdentifier {
+            id: own(self.id),
+            authority: own(self.authority),
+            id_type: own(self.id_type),
+        }
+    }
+}
+
+/// Who the message is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PatientIds<'m> {
+    /// PID-3 repetitions (PID-2 when PID-3 is empty).
+    pub ids: Vec<PatientIdentifier<'m>>,
+    /// PV1-19.1.
+    pub visit_number: Option<Text<'m>>,
+}
+
+impl PatientIds<'_> {
+    pub fn into_owned(self) -> PatientIds<'static> {
+        PatientIds {
+            ids: self
+                .ids
+                .into_iter()
+                .map(PatientIdentifier::into_owned)
+                .collect(),
+            visit_number: own_opt(self.visit_number),
+        }
+    }
+}
+
+/// A PL location: `point_of_care^room^bed^facility`; empty strings where absent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location<'m> {
+    pub unit: Text<'m>,
+    pub room: Text<'m>,
+    pub bed: Text<'m>,
+    pub facility: Text<'m>,
+}
+
+impl Location<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.unit.is_empty() && self.room.is_empty() && self.bed.is_empty()
+    }
+    pub fn into_owned(self) -> Location<'static> {
+        Location {
+            unit: own(self.unit),
+            room: own(self.room),
+            bed: own(self.bed),
+            facility: own(self.facility),
+        }
+    }
+}
+
+/// ORU^R01 / ORU^R42: observations grouped under their OBR.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationReport<'m> {
+    pub control_id: Text<'m>,
+    /// MSH-9.2: `R01` or `R42`.
+    pub trigger: Text<'m>,
+    /// MSH-3.1 (MSH-3.2 when .1 is empty).
+    pub sending_app: Text<'m>,
+    /// MSH-4.1.
+    pub sending_facility: Text<'m>,
+    /// MSH-7.
+    pub message_time: Option<Timestamp>,
+    pub patient: PatientIds<'m>,
+    /// PV1-3.
+    pub location: Location<'m>,
+    pub groups: Vec<ObsGroup<'m>>,
+}
+
+impl ObservationReport<'_> {
+    /// Every OBX row in message order.
+    pub fn rows(&self) -> impl Iterator<Item = &ObxRow<'_>> {
+        self.groups.iter().flat_map(|g| g.rows.iter())
+    }
+    pub fn into_owned(self) -> ObservationReport<'static> {
+        ObservationReport {
+            control_id: own(self.control_id),
+            trigger: own(self.trigger),
+            sending_app: own(self.sending_app),
+            sending_facility: own(self.sending_facility),
+            message_time: self.message_time,
+            patient: self.patient.into_owned(),
+            location: self.location.into_owned(),
+            groups: self.groups.into_iter().map(ObsGroup::into_owned).collect(),
+        }
+    }
+}
+
+/// One OBR and the OBX rows after it. OBX rows before any OBR form a group with empty OBR fields.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObsGroup<'m> {
+    /// OBR-2.1.
+    pub placer_id: Text<'m>,
+    /// OBR-3.1 (a device's EUI-64 in PCD-01).
+    pub filler_id: Text<'m>,
+    /// OBR-4.
+    pub device_code: CodedValue<'m>,
+    /// OBR-7.
+    pub obs_time: Option<Timestamp>,
+    pub rows: Vec<ObxRow<'m>>,
+}
+
+impl ObsGroup<'_> {
+    pub fn into_owned(self) -> ObsGroup<'static> {
+        ObsGroup {
+            placer_id: own(self.placer_id),
+            filler_id: own(self.filler_id),
+            device_code: self.device_code.into_owned(),
+            obs_time: self.obs_time,
+            rows: self.rows.into_iter().map(ObxRow::into_owned).collect(),
+        }
+    }
+}
+
+/// One OBX, fields as sent (escapes resolved).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ObxRow<'m> {
+    /// 0-based segment position in the message, for error reports and dead letters.
+    pub segment: usize,
+    /// OBX-1.
+    pub set_id: Text<'m>,
+    /// OBX-2: `NM`, `ST`, `CWE`, `NA`/`MA` (waveforms), …; empty on PCD-01 device rows.
+    pub value_type: Text<'m>,
+    /// OBX-3.1, e.g. `150456` or `2524-7`.
+    pub code: Text<'m>,
+    /// OBX-3.2, e.g. `MDC_PULS_OXIM_SAT_O2`.
+    pub refid: Text<'m>,
+    /// OBX-3.3, e.g. `MDC`, `LN`.
+    pub system: Text<'m>,
+    /// OBX-4, e.g. `1.3.1.1`.
+    pub sub_id: Text<'m>,
+    /// OBX-5, first repetition (components kept, joined by the message's separator).
+    pub value: Text<'m>,
+    /// OBX-5 repetitions after the first (empty when it does not repeat); see [`Self::values`].
+    pub more_values: Vec<Text<'m>>,
+    /// OBX-6.1, .2, .3.
+    pub unit_code: Text<'m>,
+    pub unit_refid: Text<'m>,
+    pub unit_system: Text<'m>,
+    /// The UCUM unit: OBX-6.1 when OBX-6.3 is `UCUM`, else OBX-6.4 when OBX-6.6 is `UCUM`.
+    pub unit_ucum: Option<Text<'m>>,
+    /// OBX-7.
+    pub ref_range: Text<'m>,
+    /// OBX-8 (all repetitions, raw separators kept, e.g. `L~PM~SP`).
+    pub abnormal: Text<'m>,
+    /// OBX-11: `X` device rows, `R`/`F` results.
+    pub status: Text<'m>,
+    /// OBX-14.
+    pub time: Option<Timestamp>,
+    /// OBX-18.1 (EUI-64 or device id).
+    pub equipment_id: Text<'m>,
+    /// OBX-18.2.
+    pub equipment_name: Text<'m>,
+}
+
+impl<'m> ObxRow<'m> {
+    /// Every OBX-5 repetition.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.value.as_ref()).chain(self.more_values.iter().map(|v| v.as_ref()))
+    }
+    /// PCD-01 containment rows (MDS/VMD/channel): status `X` and no value.
+    pub fn is_device_row(&self) -> bool {
+        self.status.as_ref() == "X" && self.value.is_empty()
+    }
+    /// Waveform rows (`NA`, `MA`).
+    pub fn is_waveform(&self) -> bool {
+        matches!(self.value_type.as_ref(), "NA" | "MA")
+    }
+    pub fn into_owned(self) -> ObxRow<'static> {
+        ObxRow {
+            segment: self.segment,
+            set_id: own(self.set_id),
+            value_type: own(self.value_type),
+            code: own(self.code),
+            refid: own(self.refid),
+            system: own(self.system),
+            sub_id: own(self.sub_id),
+            value: own(self.value),
+            more_values: self.more_values.into_iter().map(own).collect(),
+            unit_code: own(self.unit_code),
+            unit_refid: own(self.unit_refid),
+            unit_system: own(self.unit_system),
+            unit_ucum: own_opt(self.unit_ucum),
+            ref_range: own(self.ref_range),
+            abnormal: own(self.abnormal),
+            status: own(self.status),
+            time: self.time,
+            equipment_id: own(self.equipment_id),
+            equipment_name: own(self.equipment_name),
+        }
+    }
+}
+
+/// An ADT census event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdtEvent<'m> {
+    pub control_id: Text<'m>,
+    /// `A01`, `A02`, …: MSH-9.2, or EVN-1 when MSH-9.2 is empty.
+    pub trigger: Text<'m>,
+    /// EVN-2, else MSH-7.
+    pub event_time: Option<Timestamp>,
+    pub message_time: Option<Timestamp>,
+    pub patient: PatientIds<'m>,
+    /// PV1-3.
+    pub location: Location<'m>,
+    /// PV1-6.
+    pub prior_location: Location<'m>,
+    /// MRG-1 repetitions (A40 merge, A13/A11 corrections when sent).
+    pub merge_prior_ids: Vec<PatientIdentifier<'m>>,
+    /// MRG-5.1.
+    pub merge_prior_visit: Option<Text<'m>>,
+    /// From an OBX body weight row (LOINC 29463-7 / 3141-9, MDC 68063 / 188736), in kg.
+    pub weight_kg: Option<f64>,
+    /// From an OBX body height row (LOINC 8302-2 / 3137-7, MDC 68060), in cm.
+    pub height_cm: Option<f64>,
+}
+
+impl AdtEvent<'_> {
+    pub fn into_owned(self) -> AdtEvent<'static> {
+        AdtEvent {
+            control_id: own(self.control_id),
+            trigger: own(self.trigger),
+            event_time: self.event_time,
+            message_time: self.message_time,
+            patient: self.patient.into_owned(),
+            location: self.location.into_owned(),
+            prior_location: self.prior_location.into_owned(),
+            merge_prior_ids: self
+                .merge_prior_ids
+                .into_iter()
+                .map(PatientIdentifier::into_owned)
+                .collect(),
+            merge_prior_visit: own_opt(self.merge_prior_visit),
+            weight_kg: self.weight_kg,
+            height_cm: self.height_cm,
+        }
+    }
+}
+
+const ADT_TRIGGERS: [&str; 9] = [
+    "A01", "A02", "A03", "A04", "A08", "A11", "A12", "A13", "A40",
+];
+
+/// Decodes the message types vigil consumes; anything else is [`DecodeError::Unsupported`].
+pub fn decode<'m>(msg: &'m Message<'_>, opts: &DecodeOptions) -> Result<Decoded<'m>, DecodeError> {
+    let (code, trigger, _) = msg.message_type();
+    match (code, trigger) {
+        ("ORU", "R01" | "R42") => decode_oru(msg, opts).map(Decoded::Observations),
+        ("ADT", _) => {
+            let trig = if trigger.is_empty() {
+                msg.segment("EVN").map_or("", |e| e.field(1).as_str())
+            } else {
+                trigger
+            };
+            if ADT_TRIGGERS.contains(&trig) {
+                decode_adt(msg, trig, opts).map(Decoded::Adt)
+            } else {
+                Err(unsupported(msg))
+            }
+        }
+        _ => Err(unsupported(msg)),
+    }
+}
+
+fn unsupported(msg: &Message<'_>) -> DecodeError {
+    DecodeError::Unsupported {
+        message_type: msg.msh().field(9).as_str().to_owned(),
+    }
+}
+
+fn ts(f: Field<'_>, opts: &DecodeOptions) -> Option<Timestamp> {
+    let s = f.component(1).as_str();
+    if s.is_empty() {
+        return None;
+    }
+    parse_ts(s, opts.default_offset_min).ok().map(|t| t.ts)
+}
+
+fn comp<'m>(f: Field<'m>, n: usize) -> Text<'m> {
+    f.component(n).decoded()
+}
+
+/// First subcomponent of component `n`: PL and HD parts may carry `&`-qualified ids.
+fn comp_sub1<'m>(f: Field<'m>, n: usize) -> Text<'m> {
+    f.component(n).subcomponent(1).decoded()
+}
+
+fn non_empty(t: Text<'_>) -> Option<Text<'_>> {
+    if t.is_empty() {
+        None
+    } else {
+        Some(t)
+    }
+}
+
+fn coded(f: Field<'_>) -> CodedValue<'_> {
+    CodedValue {
+        code: comp(f, 1),
+        text: comp(f, 2),
+        system: comp(f, 3),
+    }
+}
+
+fn location(f: Field<'_>) -> Location<'_> {
+    Location {
+        unit: comp_sub1(f, 1),
+        room: comp_sub1(f, 2),
+        bed: comp_sub1(f, 3),
+        facility: comp_sub1(f, 4),
+    }
+}
+
+fn identifiers(f: Field<'_>) -> Vec<PatientIdentifier<'_>> {
+    f.repetitions()
+        .filter(|r| !r.component(1).is_empty())
+        .map(|r| {
+            let auth = r.component(4);
+            let authority = match auth.subcomponent(1).decoded() {
+                a if a.is_empty() => auth.subcomponent(2).decoded(),
+                a => a,
+            };
+            PatientIdentifier {
+                id: comp(r, 1),
+                authority,
+                id_type: comp(r, 5),
+            }
+        })
+        .collect()
+}
+
+fn patient_ids<'m>(pid: Option<Segment<'m>>, pv1: Option<Segment<'m>>) -> PatientIds<'m> {
+    let ids = match pid {
+        Some(p) => {
+            let ids = identifiers(p.field(3));
+            if ids.is_empty() {
+                identifiers(p.field(2))
+            } else {
+                ids
+            }
+        }
+        None => Vec::new(),
+    };
+    PatientIds {
+        ids,
+        visit_number: pv1.and_then(|v| non_empty(comp(v.field(19), 1))),
+    }
+}
+
+fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions) -> ObxRow<'m> {
+    let f3 = s.field(3);
+    let f5 = s.field(5);
+    let mut reps = f5.repetitions();
+    let value = reps.next().map_or(Cow::Borrowed(""), |r| r.decoded());
+    let more_values: Vec<Text<'m>> = reps.map(|r| r.decoded()).collect();
+    let f6 = s.field(6);
+    let unit_system = comp(f6, 3);
+    let unit_ucum = if unit_system.eq_ignore_ascii_case("UCUM") {
+        non_empty(comp(f6, 1))
+    } else if f6.component(6).as_str().eq_ignore_ascii_case("UCUM") {
+        non_empty(comp(f6, 4))
+    } else {
+        None
+    };
+    let f18 = s.field(18).repetition(1);
+    ObxRow {
+        segment: s.position(),
+        set_id: s.field(1).decoded(),
+        value_type: s.field(2).decoded(),
+        code: comp(f3, 1),
+        refid: comp(f3, 2),
+        system: comp(f3, 3),
+        sub_id: s.field(4).decoded(),
+        value,
+        more_values,
+        unit_code: comp(f6, 1),
+        unit_refid: comp(f6, 2),
+        unit_system,
+        unit_ucum,
+        ref_range: s.field(7).decoded(),
+        abnormal: s.field(8).decoded(),
+        status: s.field(11).decoded(),
+        time: ts(s.field(14), opts),
+        equipment_id: comp(f18, 1),
+        equipment_name: comp(f18, 2),
+    }
+}
+
+fn header_app(f: Field<'_>) -> Text<'_> {
+    match comp(f, 1) {
+        a if a.is_empty() => comp(f, 2),
+        a => a,
+    }
+}
+
+fn decode_oru<'m>(
+    msg: &'m Message<'_>,
+    opts: &DecodeOptions,
+) -> Result<ObservationReport<'m>, DecodeError> {
+    let msh = msg.msh();
+    let mut pid = None;
+    let mut pv1 = None;
+    let mut groups: Vec<ObsGroup<'m>> = Vec::new();
+    let mut n_obx = 0usize;
+    for s in msg.segments() {
+        match s.name() {
+            "PID" if pid.is_none() => pid = Some(s),
+            "PV1" if pv1.is_none() => pv1 = Some(s),
+            "OBR" => groups.push(ObsGroup {
+                placer_id: comp(s.field(2), 1),
+                filler_id: comp(s.field(3), 1),
+                device_code: coded(s.field(4)),
+                obs_time: ts(s.field(7), opts),
+                rows: Vec::with_capacity(24),
+            }),
+            "OBX" => {
+                n_obx += 1;
+                let row = obx_row(s, opts);
+                match groups.last_mut() {
+                    Some(g) => g.rows.push(row),
+                    None => groups.push(ObsGroup {
+                        rows: vec![row],
+                        ..ObsGroup::default()
+                    }),
+                }
+            }
+            _ => {}
+        }
+    }
+    if n_obx == 0 {
+        return Err(DecodeError::Missing {
+            what: "OBX segment",
+            position: format!("{} message", msh.field(9).as_str()),
+        });
+    }
+    Ok(ObservationReport {
+        control_id: msh.field(10).decoded(),
+        trigger: comp(msh.field(9), 2),
+        sending_app: header_app(msh.field(3)),
+        sending_facility: header_app(msh.field(4)),
+        message_time: ts(msh.field(7), opts),
+        patient: patient_ids(pid, pv1),
+        location: pv1.map_or_else(Location::default, |v| location(v.field(3))),
+        groups,
+    })
+}
+
+fn decode_adt<'m>(
+    msg: &'m Message<'_>,
+    trigger: &'m str,
+    opts: &DecodeOptions,
+) -> Result<AdtEvent<'m>, DecodeError> {
+    let msh = msg.msh();
+    let position = || format!("ADT^{trigger} message");
+    let pid = msg.segment("PID").ok_or_else(|| DecodeError::Missing {
+        what: "PID segment",
+        position: position(),
+    })?;
+    let pv1 = msg.segment("PV1");
+    let mrg = msg.segment("MRG");
+    if trigger == "A40" && mrg.is_none() {
+        return Err(DecodeError::Missing {
+            what: "MRG segment",
+            position: position(),
+        });
+    }
+    let message_time = ts(msh.field(7), opts);
+    let event_time = msg
+        .segment("EVN")
+        .and_then(|e| ts(e.field(2), opts))
+        .or(message_time);
+    let (mut weight_kg, mut height_cm) = (None, None);
+    for s in msg.segments_named("OBX") {
+        match body_measure(s) {
+            Some(Measure::WeightKg(v)) => weight_kg = Some(v),
+            Some(Measure::HeightCm(v)) => height_cm = Some(v),
+            None => {}
+        }
+    }
+    Ok(AdtEvent {
+        control_id: msh.field(10).decoded(),
+        trigger: Cow::Borrowed(trigger),
+        event_time,
+        message_time,
+        patient: patient_ids(Some(pid), pv1),
+        location: pv1.map_or_else(Location::default, |v| location(v.field(3))),
+        prior_location: pv1.map_or_else(Location::default, |v| location(v.field(6))),
+        merge_prior_ids: mrg.map_or_else(Vec::new, |m| identifiers(m.field(1))),
+        merge_prior_visit: mrg.and_then(|m| non_empty(comp(m.field(5), 1))),
+        weight_kg,
+        height_cm,
+    })
+}
+
+enum Measure {
+    WeightKg(f64),
+    HeightCm(f64),
+}
+
+const WEIGHT_CODES: [&str; 6] = [
+    "29463-7",
+    "3141-9",
+    "68063",
+    "188736",
+    "MDC_ATTR_PT_WEIGHT",
+    "MDC_MASS_BODY_ACTUAL",
+];
+const HEIGHT_CODES: [&str; 5] = [
+    "8302-2",
+    "3137-7",
+    "68060",
+    "MDC_ATTR_PT_HEIGHT",
+    "MDC_LEN_BODY_ACTUAL",
+];
+
+/// A body weight or height OBX, converted to kg / cm. Unknown units give nothing rather than a
+/// wrong number.
+fn body_measure(s: Segment<'_>) -> Option<Measure> {
+    let f3 = s.field(3);
+    let is = |codes: &[&str]| {
+        codes.contains(&f3.component(1).as_str()) || codes.contains(&f3.component(2).as_str())
+    };
+    let value: f64 = s.field(5).repetition(1).as_str().trim().parse().ok()?;
+    if !value.is_finite() || value <= 0.0 {
+        return None;
+    }
+    let f6 = s.field(6);
+    let unit = match f6.component(1).as_str() {
+        "" => f6.component(4).as_str(),
+        u => u,
+    }
+    .to_ascii_lowercase();
+    if is(&WEIGHT_CODES) {
+        let factor = match unit.as_str() {
+            "" | "kg" | "kilogram" | "kilograms" | "263875" | "mdc_dim_kilo_g" => 1.0,
+            "g" | "263872" | "mdc_dim_g" => 0.001,
+            "[lb_av]" | "lb" | "lbs" | "[lb_us]" => 0.453_592_37,
+            _ => return None,
+        };
+        return Some(Measure::WeightKg(value * factor));
+    }
+    if is(&HEIGHT_CODES) {
+        let factor = match unit.as_str() {
+            "" | "cm" | "263441" | "mdc_dim_centi_m" => 1.0,
+            "m" | "263424" | "mdc_dim_x_m" => 100.0,
+            "in" | "[in_i]" | "[in_us]" | "inch" | "inches" => 2.54,
+            _ => return None,
+        };
+        return Some(Measure::HeightCm(value * factor));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::hl7::parse;
+
+    const OPTS: DecodeOptions = DecodeOptions {
+        default_offset_min: 0,
+    };
+
+    fn adt(raw: &str) -> AdtEvent<'static> {
+        let m = parse(raw.as_bytes()).unwrap();
+        match decode(&m, &OPTS).unwrap() {
+            Decoded::Adt(a) => a.into_owned(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn adt_transfer_with_prior_location_weight_height() {
+        let a = adt(
+            "MSH|^~\\&|ADT|H|||20240101120000||ADT^A02^ADT_A02|C1|P|2.5\r\
+EVN|A02|20240101115500+0100\r\
+PID|||MRN1^^^HOSP&1.2.3&ISO^MR||Doe^J\r\
+PV1||I|ICU^12^B^MAIN||||||||||||||||V77\r\
+PV1||I|WRONG\r\
+OBX|1|NM|29463-7^Body weight^LN||176.37|[lb_av]^pound^UCUM|||||F\r\
+OBX|2|NM|8302-2^Body height^LN||70|in^inch^UCUM|||||F\r",
+        );
+        assert_eq!(a.trigger, "A02");
+        assert_eq!(a.control_id, "C1");
+        assert_eq!(a.event_time.unwrap().millis(), 1_704_106_500_000);
+        assert_eq!(a.message_time.unwrap().millis(), 1_704_110_400_000);
+        assert_eq!(a.patient.ids[0].id, "MRN1");
+        assert_eq!(a.patient.ids[0].authority, "HOSP");
+        assert_eq!(a.patient.visit_number.as_deref(), Some("V77"));
+        assert_eq!(
+            (
+                &*a.location.unit,
+                &*a.location.room,
+                &*a.location.bed,
+                &*a.location.facility
+            ),
+            ("ICU", "12", "B", "MAIN")
+        );
+        assert!(a.prior_location.is_empty());
+        assert!((a.weight_kg.unwrap() - 80.0).abs() < 0.01);
+        assert!((a.height_cm.unwrap() - 177.8).abs() < 1e-9);
+    }
+
+    #[test]
+    fn adt_weight_units_and_unknown_units() {
+        let base = "MSH|^~\\&|A|H|||20240101||ADT^A08|C|P|2.5\rPID|||M1\r";
+        let w = |obx: &str| adt(&format!("{base}{obx}")).weight_kg;
+        assert_eq!(w("OBX|1|NM|29463-7^^LN||82|kg"), Some(82.0));
+        assert_eq!(
+            w("OBX|1|NM|68063^MDC_ATTR_PT_WEIGHT^MDC||82.0|263875^MDC_DIM_KILO_G^MDC"),
+            Some(82.0)
+        );
+        assert_eq!(w("OBX|1|NM|3141-9^^LN||82000|g"), Some(82.0));
+        assert_eq!(w("OBX|1|NM|29463-7^^LN||82|stone"), None);
+        assert_eq!(w("OBX|1|NM|29463-7^^LN||heavy|kg"), None);
+        assert_eq!(w("OBX|1|NM|29463-7^^LN||-3|kg"), None);
+        assert_eq!(w("OBX|1|NM|8867-4^^LN||82|kg"), None);
+        let h = adt(&format!("{base}OBX|1|NM|8302-2^^LN||1.8|m")).height_cm;
+        assert!((h.unwrap() - 180.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn adt_merge_and_trigger_from_evn() {
+        let a = adt("MSH|^~\\&|A|H|||20240101||ADT^A40^ADT_A39|C|P|2.5\r\
+EVN||20240101\rPID|||NEW1^^^H^MR\rMRG|OLD1^^^H^MR~OLD2^^^H^PI||||V-OLD\r");
+        assert_eq!(a.trigger, "A40");
+        let old: Vec<_> = a.merge_prior_ids.iter().map(|i| &*i.id).collect();
+        assert_eq!(old, ["OLD1", "OLD2"]);
+        assert_eq!(a.merge_prior_visit.as_deref(), Some("V-OLD"));
+        // MSH-9.2 empty: EVN-1 names the trigger.
+        let a = adt("MSH|^~\\&|A|H|||20240101||ADT|C|P|2.3\rEVN|A03|20240101\rPID|||X\r");
+        assert_eq!(a.trigger, "A03");
+    }
+
+    #[test]
+    fn missing_and_unsupported() {
+        let e = |raw: &str| {
+            let m = parse(raw.as_bytes()).unwrap();
+            decode(&m, &OPTS).unwrap_err()
+        };
+        assert_eq!(
+            e("MSH|^~\\&|A|H|||2024||ADT^A01|C|P|2.5\rEVN|A01\rPV1||I|X"),
+            DecodeError::Missing {
+                what: "PID segment",
+                position: "ADT^A01 message".into()
+            }
+        );
+        assert!(matches!(
+            e("MSH|^~\\&|A|H|||2024||ADT^A40|C|P|2.5\rPID|||X"),
+            DecodeError::Missing {
+                what: "MRG segment",
+                ..
+            }
+        ));
+        assert_eq!(
+            e("MSH|^~\\&|A|H|||2024||ORU^R01|C|P|2.5\rPID|||X\rOBR|1"),
+            DecodeError::Missing {
+                what: "OBX segment",
+                position: "ORU^R01 message".into()
+            }
+        );
+        for t in ["ADT^A31", "ORU^R40", "ORM^O01", "ACK", ""] {
+            let got = e(&format!(
+                "MSH|^~\\&|A|H|||2024||{t}|C|P|2.5\rPID|||X\rOBX|1"
+            ));
+            assert_eq!(
+                got,
+                DecodeError::Unsupported {
+                    message_type: t.into()
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn oru_groups_rows_repeats_and_escapes() {
+        let raw = "MSH|^~\\&|^EUI^X|FAC|||20240101120000+0000||ORU^R01|C9|P|2.6\r\
+OBX|1|ST|X^^LOCAL||before any OBR\r\
+OBR|1||F1^G|69965^MDS^MDC|||20240101115900\r\
+OBX|2|NM|150456^SPO2^MDC|1.3.1.1|97~98|%^%^UCUM|90-100|L~PM~SP|||R|||bad-time||||DEV1^Monitor\r\
+ZXT|ignored\r\
+OBX|3|TX|T^^LN||a\\S\\b\\.br\\c|||||||F\r\
+OBR|2||F2|70050^VMD^MDC\r\
+OBX|4|NA|131330^ECG^MDC||1^2^3\r";
+        let m = parse(raw.as_bytes()).unwrap();
+        let Decoded::Observations(r) = decode(&m, &OPTS).unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.sending_app, "EUI");
+        assert!(r.patient.ids.is_empty());
+        assert!(r.location.is_empty());
+        assert_eq!(r.groups.len(), 3);
+        assert_eq!(r.groups[0].filler_id, "");
+        assert_eq!(r.groups[0].rows[0].value, "before any OBR");
+        let g = &r.groups[1];
+        assert_eq!((&*g.filler_id, &*g.device_code.text), ("F1", "MDS"));
+        assert_eq!(g.obs_time.unwrap().millis(), 1_704_110_340_000);
+        let spo2 = &g.rows[0];
+        assert_eq!(spo2.values().collect::<Vec<_>>(), ["97", "98"]);
+        assert_eq!(spo2.unit_ucum.as_deref(), Some("%"));
+        assert_eq!(spo2.abnormal, "L~PM~SP");
+        assert_eq!(spo2.time, None);
+        assert_eq!(
+            (&*spo2.equipment_id, &*spo2.equipment_name),
+            ("DEV1", "Monitor")
+        );
+        assert_eq!(spo2.segment, 3);
+        assert!(matches!(spo2.value, Cow::Borrowed(_)));
+        let tx = &g.rows[1];
+        assert_eq!(tx.value, "a^b\nc");
+        assert!(matches!(tx.value, Cow::Owned(_)));
+        assert!(r.groups[2].rows[0].is_waveform());
+        let owned = Decoded::Observations(r.clone()).into_owned();
+        assert_eq!(owned, Decoded::Observations(r));
+    }
+}

@@ -1,0 +1,4 @@
+//! Sans-I/O protocol code: no tokio, no clock, no sockets. Fuzzed, property-tested and benched
+//! on its own.
+
+pub mod hl7;

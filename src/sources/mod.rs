@@ -1,0 +1,4 @@
+//! Sources own the I/O: they read bytes from the outside world, stamp receive times and hand
+//! decoded records on. They are the only stage that reads a clock.
+
+pub mod replay;

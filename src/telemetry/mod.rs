@@ -1,0 +1,180 @@
+//! Internal events: every notable runtime event is one method here that both logs (without
+//! PHI: no patient ids, names or values at info level) and counts in Prometheus.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// The process's metrics. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub messages_received: IntCounterVec,
+    pub messages_rejected: IntCounterVec,
+    pub observations: IntCounterVec,
+    pub observations_flagged: IntCounterVec,
+    pub observations_unassociated: IntCounterVec,
+    pub census_events: IntCounterVec,
+    pub scores_computed: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub sink_deliveries: IntCounterVec,
+    pub stage_latency: HistogramVec,
+    pub bus_depth: IntGaugeVec,
+    pub patients: IntGauge,
+    pub ready: IntGauge,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("static metric definition {name}: {e}"));
+    // Registration fails only for duplicate names, which would be a programming error.
+    let _ = registry.register(Box::new(c.clone()));
+    c
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let messages_received = counter(
+            &registry,
+            "vigil_messages_received_total",
+            "Messages received, by source and protocol.",
+            &["source", "protocol"],
+        );
+        let messages_rejected = counter(
+            &registry,
+            "vigil_messages_rejected_total",
+            "Messages rejected (answered with a negative acknowledgement and dead-lettered), by source and reason.",
+            &["source", "reason"],
+        );
+        let observations = counter(
+            &registry,
+            "vigil_observations_total",
+            "Normalized observations, by code system, code and parameter.",
+            &["system", "code", "param"],
+        );
+        let observations_flagged = counter(
+            &registry,
+            "vigil_observations_flagged_total",
+            "Observations kept but flagged and excluded from scoring, by parameter and flag.",
+            &["param", "flag"],
+        );
+        let observations_unassociated = counter(
+            &registry,
+            "vigil_observations_unassociated_total",
+            "Observations with no admitted patient for their bed, by source.",
+            &["source"],
+        );
+        let census_events = counter(
+            &registry,
+            "vigil_census_events_total",
+            "Census changes from ADT, by kind.",
+            &["kind"],
+        );
+        let scores_computed = counter(
+            &registry,
+            "vigil_scores_computed_total",
+            "Scores computed, by kind.",
+            &["kind"],
+        );
+        let alerts = counter(
+            &registry,
+            "vigil_alerts_total",
+            "Alert transitions, by rule, severity and state.",
+            &["rule", "severity", "state"],
+        );
+        let sink_deliveries = counter(
+            &registry,
+            "vigil_sink_deliveries_total",
+            "Alert deliveries per sink, by outcome (ok, retry, failed).",
+            &["sink", "outcome"],
+        );
+        let stage_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_stage_latency_seconds",
+                "Processing time per record in each stage (wall clock).",
+            )
+            .buckets(vec![
+                1e-6, 5e-6, 1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0,
+            ]),
+            &["stage"],
+        )
+        .unwrap_or_else(|e| unreachable!("static histogram definition: {e}"));
+        let _ = registry.register(Box::new(stage_latency.clone()));
+        let bus_depth = IntGaugeVec::new(
+            Opts::new("vigil_bus_depth", "Records waiting in each in-process topic."),
+            &["topic"],
+        )
+        .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
+        let _ = registry.register(Box::new(bus_depth.clone()));
+        let patients = IntGauge::new("vigil_patients", "Patients with scorer state.")
+            .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
+        let _ = registry.register(Box::new(patients.clone()));
+        let ready = IntGauge::new("vigil_ready", "1 once every stage is running.")
+            .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
+        let _ = registry.register(Box::new(ready.clone()));
+        Metrics {
+            registry,
+            messages_received,
+            messages_rejected,
+            observations,
+            observations_flagged,
+            observations_unassociated,
+            census_events,
+            scores_computed,
+            alerts,
+            sink_deliveries,
+            stage_latency,
+            bus_depth,
+            patients,
+            ready,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    pub fn stage_time(&self, stage: &str, d: Duration) {
+        self.stage_latency
+            .with_label_values(&[stage])
+            .observe(d.as_secs_f64());
+    }
+
+    /// A message could not be decoded or normalized. Logged without its content.
+    pub fn message_rejected(&self, source: &str, reason_kind: &str, detail: &str) {
+        self.messages_rejected
+            .with_label_values(&[source, reason_kind])
+            .inc();
+        tracing::warn!(source, reason = reason_kind, detail, "message rejected");
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Sets up `tracing` output: `RUST_LOG` wins over `default_level`.
+pub fn init_logging(default_level: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
