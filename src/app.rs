@@ -22,7 +22,7 @@ use crate::config::{Config, SinkConfig, SourceConfig, Speed};
 use crate::model::{Alert, AlertState, IngestRecord, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
-use crate::sources::replay::source::{run_blocking, DeadLetter, ReplayStats};
+use crate::sources::replay::source::{run_blocking, DeadLetter, ReplayContext, ReplayStats};
 use crate::telemetry::Metrics;
 
 /// A recording to replay: a file or bytes built into the binary.
@@ -209,28 +209,30 @@ pub async fn run_pipeline(
     let summary = Arc::new(Mutex::new(Summary::default()));
 
     // Scorer stage.
-    let mut scorer = Scorer::new(cfg.scoring_tables.clone());
-    for bed in &cfg.site.hypercapnic_beds {
-        tracing::debug!(bed, "NEWS2 scale 2 bed");
-    }
+    let scorer = Scorer::new(cfg.scoring_tables.clone());
     let hypercapnic = cfg.site.hypercapnic_beds.clone();
     let scorer_metrics = metrics.clone();
     let scorer_summary = summary.clone();
     let scorer_task = tokio::spawn(async move {
-        let _ = &mut scorer;
-        crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
-            if let Ok(mut s) = scorer_summary.lock() {
-                s.on_scores(set);
-            }
-            if let Some(f) = scores_file.as_mut() {
-                if let Err(e) = f.write(set) {
-                    tracing::error!(error = %e, "cannot write scores file");
+        crate::scorer::task::run(
+            scorer,
+            obs_rx,
+            scores_tx,
+            scorer_metrics,
+            hypercapnic,
+            move |set| {
+                if let Ok(mut s) = scorer_summary.lock() {
+                    s.on_scores(set);
                 }
-            }
-        })
+                if let Some(f) = scores_file.as_mut() {
+                    if let Err(e) = f.write(set) {
+                        tracing::error!(error = %e, "cannot write scores file");
+                    }
+                }
+            },
+        )
         .await
     });
-    let _ = hypercapnic;
 
     // Alerter stage.
     let mut engine = AlertEngine::new(&cfg.alert_rules);
@@ -251,7 +253,10 @@ pub async fn run_pipeline(
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))
                     .unwrap_or_default();
-                alert_metrics.alerts.with_label_values(&[&a.rule, &sev, &state]).inc();
+                alert_metrics
+                    .alerts
+                    .with_label_values(&[&a.rule, &sev, &state])
+                    .inc();
                 if a.state == AlertState::Active {
                     active += 1;
                 }
@@ -279,7 +284,10 @@ pub async fn run_pipeline(
         for sink in sinks {
             if let Sink::Webhook(w) = sink {
                 let h = w.close();
-                if tokio::time::timeout(Duration::from_secs(30), h).await.is_err() {
+                if tokio::time::timeout(Duration::from_secs(30), h)
+                    .await
+                    .is_err()
+                {
                     tracing::error!("webhook deliveries still pending at shutdown were abandoned");
                 }
             }
@@ -303,7 +311,16 @@ pub async fn run_pipeline(
         let name = plan.name.clone();
         source_tasks.push((
             plan.name,
-            tokio::task::spawn_blocking(move || run_blocking(&name, input, plan.speed, normalizer, tx, m, st, rt)),
+            tokio::task::spawn_blocking(move || {
+                let ctx = ReplayContext {
+                    normalizer,
+                    out: tx,
+                    metrics: m,
+                    stop: st,
+                    rt,
+                };
+                run_blocking(&name, input, plan.speed, ctx)
+            }),
         ));
     }
     drop(obs_tx);
@@ -336,7 +353,9 @@ pub async fn run_pipeline(
             f.write(d)?;
         }
     }
-    let s = summary.lock().map_err(|_| anyhow::anyhow!("summary lock poisoned"))?;
+    let s = summary
+        .lock()
+        .map_err(|_| anyhow::anyhow!("summary lock poisoned"))?;
     report.score_sets = s.score_sets;
     report.beds = s.beds.values().cloned().collect();
     let first = report.replay.iter().filter_map(|r| r.first).min();
@@ -365,12 +384,15 @@ pub fn summary_table(report: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<8} {:<8} {:<10} {:>6} {:>6} {:>6} {:>6} {:>9}  {}",
-        "unit", "bed", "patient", "alerts", "SOFA", "qSOFA", "NEWS2", "in shock", "rules"
+        "unit     bed      patient    alerts   SOFA  qSOFA  NEWS2  in shock  rules"
     );
     for b in &report.beds {
         let shock = if b.shock_ms > 0 {
-            format!("{}h{:02}", b.shock_ms / 3_600_000, (b.shock_ms / 60_000) % 60)
+            format!(
+                "{}h{:02}",
+                b.shock_ms / 3_600_000,
+                (b.shock_ms / 60_000) % 60
+            )
         } else {
             "-".into()
         };

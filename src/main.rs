@@ -17,11 +17,15 @@ use vigil::telemetry::{self, Metrics};
 static DEMO_RECORDING: &[u8] = include_bytes!("../replay-data/demo-icu.jsonl.gz");
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Real-time ICU bedside-monitoring ingest and early-warning daemon",
+#[command(
+    name = "vigil",
+    version,
+    about = "Real-time ICU bedside-monitoring ingest and early-warning daemon",
     long_about = "vigil reads bedside monitors, ventilators, infusion pumps, ADT and lab feeds, \
 normalizes every reading, scores each patient continuously (qSOFA, rolling SOFA, NEWS2, shock \
 index, Sepsis-3 septic shock) and alerts the rapid-response team with the values behind every \
-alert.\n\nStart with `vigil demo`.")]
+alert.\n\nStart with `vigil demo`."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,9 +131,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|p| {
-        anyhow::anyhow!("{} has {} problem(s):\n{p}", path.display(), p.0.len())
-    })
+    Config::load(path)
+        .map_err(|p| anyhow::anyhow!("{} has {} problem(s):\n{p}", path.display(), p.0.len()))
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.
@@ -138,15 +141,16 @@ fn stop_on_signals(token: CancellationToken) {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch SIGTERM");
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch SIGTERM");
+                        let _ = ctrl_c.await;
+                        token.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = ctrl_c => {}
                 _ = term.recv() => {}
@@ -184,31 +188,78 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Recording(RecordingCommand::Demo { seed, beds, hours, physionet, out }) => {
+        Command::Recording(RecordingCommand::Demo {
+            seed,
+            beds,
+            hours,
+            physionet,
+            out,
+        }) => {
             use vigil::sources::replay::{demo, physionet as pn};
             let patient = match &physionet {
                 Some(p) => {
-                    let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
-                    let id = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-                    Some(pn::parse_physionet(&id, &text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?)
+                    let text =
+                        std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                    let id = p
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    Some(
+                        pn::parse_physionet(&id, &text)
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                    )
                 }
                 None => None,
             };
-            let params = demo::DemoParams { seed, beds, hours, ..Default::default() };
+            let params = demo::DemoParams {
+                seed,
+                beds,
+                hours,
+                ..Default::default()
+            };
             let (header, entries) = demo::generate_demo(&params, patient.as_ref());
-            demo::write_recording(&out, &header, &entries).with_context(|| format!("{}", out.display()))?;
+            demo::write_recording(&out, &header, &entries)
+                .with_context(|| format!("{}", out.display()))?;
             println!("wrote {} entries to {}", entries.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { speed, listen, alerts, quiet_transitions } => {
+        Command::Demo {
+            speed,
+            listen,
+            alerts,
+            quiet_transitions,
+        } => {
             telemetry::init_logging("warn", false);
-            let mut cfg = Config::embedded().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?;
-            cfg.alerting.sink.push(vigil::config::SinkConfig::Console { show_transitions: !quiet_transitions });
+            let mut cfg =
+                Config::embedded().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?;
+            cfg.alerting.sink.push(vigil::config::SinkConfig::Console {
+                show_transitions: !quiet_transitions,
+            });
             cfg.http.listen = listen;
-            let plan = vec![SourcePlan { name: "demo".into(), input: ReplayInput::Bytes(DEMO_RECORDING), speed }];
-            replay_and_report(cfg, plan, RunOptions { alerts_out: alerts, ..Default::default() }, true)
+            let plan = vec![SourcePlan {
+                name: "demo".into(),
+                input: ReplayInput::Bytes(DEMO_RECORDING),
+                speed,
+            }];
+            replay_and_report(
+                cfg,
+                plan,
+                RunOptions {
+                    alerts_out: alerts,
+                    ..Default::default()
+                },
+                true,
+            )
         }
-        Command::Replay { recording, speed, alerts, scores, dead_letters, config, no_console } => {
+        Command::Replay {
+            recording,
+            speed,
+            alerts,
+            scores,
+            dead_letters,
+            config,
+            no_console,
+        } => {
             telemetry::init_logging("warn", false);
             let mut cfg = match &config {
                 Some(p) => load_config(p)?,
@@ -216,17 +267,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             cfg.sources.clear();
             cfg.http.listen = None;
-            if !no_console && !cfg.alerting.sink.iter().any(|s| matches!(s, vigil::config::SinkConfig::Console { .. })) {
-                cfg.alerting.sink.push(vigil::config::SinkConfig::Console { show_transitions: false });
+            if !no_console
+                && !cfg
+                    .alerting
+                    .sink
+                    .iter()
+                    .any(|s| matches!(s, vigil::config::SinkConfig::Console { .. }))
+            {
+                cfg.alerting.sink.push(vigil::config::SinkConfig::Console {
+                    show_transitions: false,
+                });
             }
             if !recording.exists() {
                 anyhow::bail!("recording {} does not exist", recording.display());
             }
-            let plan = vec![SourcePlan { name: "replay".into(), input: ReplayInput::File(recording), speed }];
+            let plan = vec![SourcePlan {
+                name: "replay".into(),
+                input: ReplayInput::File(recording),
+                speed,
+            }];
             replay_and_report(
                 cfg,
                 plan,
-                RunOptions { alerts_out: alerts, scores_out: scores, dead_letters_out: dead_letters },
+                RunOptions {
+                    alerts_out: alerts,
+                    scores_out: scores,
+                    dead_letters_out: dead_letters,
+                },
                 !no_console,
             )
         }
@@ -249,8 +316,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 tracing::info!(sources = cfg.sources.len(), "vigil running");
                 let plan = app::plan_sources(&cfg);
-                let report = app::run_pipeline(&cfg, plan, RunOptions::default(), metrics, stop.clone()).await?;
-                tracing::info!(alerts = report.alerts_active, score_sets = report.score_sets, "sources ended; pipeline drained");
+                let report =
+                    app::run_pipeline(&cfg, plan, RunOptions::default(), metrics, stop.clone())
+                        .await?;
+                tracing::info!(
+                    alerts = report.alerts_active,
+                    score_sets = report.score_sets,
+                    "sources ended; pipeline drained"
+                );
                 if !stop.is_cancelled() {
                     // Sources have ended (replays): keep serving until asked to stop.
                     if http.is_some() {

@@ -84,10 +84,19 @@ pub fn explain(rule: &Rule, score: &Score) -> String {
             let _ = write!(s, "{label} met");
         }
         (Trigger::Threshold { raise_at, .. }, _) => {
-            let _ = write!(s, "{label} {} (alert at ≥ {})", fmt_num(score.value), fmt_num(*raise_at));
+            let _ = write!(
+                s,
+                "{label} {} (alert at ≥ {})",
+                fmt_num(score.value),
+                fmt_num(*raise_at)
+            );
         }
         (Trigger::AnySingle3, _) => {
-            let _ = write!(s, "{label} {}: a single parameter scores 3", fmt_num(score.value));
+            let _ = write!(
+                s,
+                "{label} {}: a single parameter scores 3",
+                fmt_num(score.value)
+            );
         }
     }
     let shown: Vec<String> = score
@@ -211,7 +220,11 @@ impl AlertEngine {
                                 Some(m) => {
                                     // Still met at a lower level: continue quietly.
                                     st.level = Some(m);
-                                    out.push(make(&rules[m], AlertState::Suppressed, st.episode_start));
+                                    out.push(make(
+                                        &rules[m],
+                                        AlertState::Suppressed,
+                                        st.episode_start,
+                                    ));
                                 }
                                 None => {
                                     st.level = None;
@@ -278,10 +291,22 @@ mod tests {
     #[test]
     fn qsofa_raises_at_two_and_flapping_does_not_page_twice() {
         let mut e = engine();
-        assert!(e.on_scores(&set(0, ScoreKind::Qsofa, 1.0, &[("resp_rate", 1.0)])).is_empty());
-        let a = e.on_scores(&set(1, ScoreKind::Qsofa, 2.0, &[("resp_rate", 1.0), ("sbp", 1.0)]));
+        assert!(e
+            .on_scores(&set(0, ScoreKind::Qsofa, 1.0, &[("resp_rate", 1.0)]))
+            .is_empty());
+        let a = e.on_scores(&set(
+            1,
+            ScoreKind::Qsofa,
+            2.0,
+            &[("resp_rate", 1.0), ("sbp", 1.0)],
+        ));
         assert_eq!(states(&a), [("qsofa".into(), AlertState::Active)]);
-        assert!(a[0].reason.starts_with("qSOFA 2 (alert at ≥ 2): resp rate [+1], sbp [+1]"), "{}", a[0].reason);
+        assert!(
+            a[0].reason
+                .starts_with("qSOFA 2 (alert at ≥ 2): resp rate [+1], sbp [+1]"),
+            "{}",
+            a[0].reason
+        );
         let id = a[0].id.clone();
         // Dips below for less than the hold time, comes back: nothing new.
         assert!(e.on_scores(&set(10, ScoreKind::Qsofa, 1.0, &[])).is_empty());
@@ -307,7 +332,10 @@ mod tests {
         let b = e.on_scores(&set(40 + 121, ScoreKind::Qsofa, 3.0, &[]));
         assert_eq!(states(&b), [("qsofa".into(), AlertState::Active)]);
         assert_ne!(a[0].id, b[0].id);
-        assert_eq!(b[0].id, alert_id("V1", "qsofa", Timestamp((40 + 121) * MINUTE_MS)));
+        assert_eq!(
+            b[0].id,
+            alert_id("V1", "qsofa", Timestamp((40 + 121) * MINUTE_MS))
+        );
     }
 
     #[test]
@@ -315,7 +343,12 @@ mod tests {
         let mut e = engine();
         let a = e.on_scores(&set(0, ScoreKind::News2, 3.0, &[("resp_rate", 3.0)]));
         assert_eq!(states(&a), [("news2_single_3".into(), AlertState::Active)]);
-        let b = e.on_scores(&set(5, ScoreKind::News2, 5.0, &[("resp_rate", 3.0), ("pulse", 2.0)]));
+        let b = e.on_scores(&set(
+            5,
+            ScoreKind::News2,
+            5.0,
+            &[("resp_rate", 3.0), ("pulse", 2.0)],
+        ));
         assert_eq!(states(&b), [("news2_medium".into(), AlertState::Active)]);
         let c = e.on_scores(&set(10, ScoreKind::News2, 8.0, &[]));
         assert_eq!(states(&c), [("news2_high".into(), AlertState::Active)]);
@@ -331,11 +364,22 @@ mod tests {
     #[test]
     fn septic_shock_resolves_only_after_an_hour_clear() {
         let mut e = engine();
-        let a = e.on_scores(&set(0, ScoreKind::SepticShock, 1.0, &[("vasopressor", 0.0)]));
+        let a = e.on_scores(&set(
+            0,
+            ScoreKind::SepticShock,
+            1.0,
+            &[("vasopressor", 0.0)],
+        ));
         assert_eq!(a[0].severity, crate::model::Severity::Critical);
-        assert!(a[0].reason.starts_with("Septic shock criteria met: vasopressor"));
-        assert!(e.on_scores(&set(10, ScoreKind::SepticShock, 0.0, &[])).is_empty());
-        assert!(e.on_scores(&set(69, ScoreKind::SepticShock, 0.0, &[])).is_empty());
+        assert!(a[0]
+            .reason
+            .starts_with("Septic shock criteria met: vasopressor"));
+        assert!(e
+            .on_scores(&set(10, ScoreKind::SepticShock, 0.0, &[]))
+            .is_empty());
+        assert!(e
+            .on_scores(&set(69, ScoreKind::SepticShock, 0.0, &[]))
+            .is_empty());
         let r = e.on_scores(&set(70, ScoreKind::SepticShock, 0.0, &[]));
         assert_eq!(r[0].state, AlertState::Resolved);
         assert_eq!(HOUR_MS, 60 * MINUTE_MS);

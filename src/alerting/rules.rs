@@ -84,7 +84,8 @@ impl AlertRules {
     }
 
     pub fn from_source(file: &str, src: &str) -> Result<Self, Vec<Problem>> {
-        let parsed: File = toml::from_str(src).map_err(|e| vec![Problem::from_toml(file, src, &e)])?;
+        let parsed: File =
+            toml::from_str(src).map_err(|e| vec![Problem::from_toml(file, src, &e)])?;
         let mut problems = Vec::new();
         let mut rules = Vec::new();
         for row in &parsed.rule {
@@ -93,14 +94,26 @@ impl AlertRules {
             let trigger = match (r.condition.as_deref(), r.raise_at, r.clear_below) {
                 (Some("any_single_3"), None, None) => {
                     if r.score != ScoreKind::News2 {
-                        problems.push(Problem::new(file, line, format!(
-                            "rule {}: condition any_single_3 applies to score news2 only", r.name)));
+                        problems.push(Problem::new(
+                            file,
+                            line,
+                            format!(
+                                "rule {}: condition any_single_3 applies to score news2 only",
+                                r.name
+                            ),
+                        ));
                     }
                     Trigger::AnySingle3
                 }
                 (Some(c), _, _) if c != "any_single_3" => {
-                    problems.push(Problem::new(file, line, format!(
-                        "rule {}: unknown condition {c:?} (known: any_single_3)", r.name)));
+                    problems.push(Problem::new(
+                        file,
+                        line,
+                        format!(
+                            "rule {}: unknown condition {c:?} (known: any_single_3)",
+                            r.name
+                        ),
+                    ));
                     continue;
                 }
                 (None, Some(raise_at), Some(clear_below)) => {
@@ -108,7 +121,10 @@ impl AlertRules {
                         problems.push(Problem::new(file, line, format!(
                             "rule {}: clear_below {clear_below} is above raise_at {raise_at}; it would never clear", r.name)));
                     }
-                    Trigger::Threshold { raise_at, clear_below }
+                    Trigger::Threshold {
+                        raise_at,
+                        clear_below,
+                    }
                 }
                 _ => {
                     problems.push(Problem::new(file, line, format!(
@@ -117,7 +133,11 @@ impl AlertRules {
                 }
             };
             if rules.iter().any(|x: &Rule| x.name == r.name) {
-                problems.push(Problem::new(file, line, format!("rule {} is defined twice", r.name)));
+                problems.push(Problem::new(
+                    file,
+                    line,
+                    format!("rule {} is defined twice", r.name),
+                ));
             }
             rules.push(Rule {
                 name: r.name.clone(),
@@ -126,7 +146,10 @@ impl AlertRules {
                 trigger,
                 severity: r.severity,
                 hold_ms: i64::from(r.hold_minutes.unwrap_or(parsed.defaults.hold_minutes)) * 60_000,
-                suppress_ms: i64::from(r.suppress_minutes.unwrap_or(parsed.defaults.suppress_minutes)) * 60_000,
+                suppress_ms: i64::from(
+                    r.suppress_minutes
+                        .unwrap_or(parsed.defaults.suppress_minutes),
+                ) * 60_000,
             });
         }
         if problems.is_empty() {
@@ -146,7 +169,7 @@ impl AlertRules {
             }
         }
         for (_, v) in &mut out {
-            v.sort_by(|a, b| b.severity.cmp(&a.severity));
+            v.sort_by_key(|r| std::cmp::Reverse(r.severity));
         }
         out
     }

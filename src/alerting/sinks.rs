@@ -133,7 +133,10 @@ async fn deliver(client: &reqwest::Client, s: &WebhookSettings, metrics: &Metric
         let res = client
             .post(&s.url)
             .header("content-type", "application/json")
-            .header("idempotency-key", format!("{}:{:?}", alert.id, alert.state).to_lowercase())
+            .header(
+                "idempotency-key",
+                format!("{}:{:?}", alert.id, alert.state).to_lowercase(),
+            )
             .json(alert)
             .send()
             .await;
@@ -144,17 +147,26 @@ async fn deliver(client: &reqwest::Client, s: &WebhookSettings, metrics: &Metric
         };
         match outcome {
             Ok(()) => {
-                metrics.sink_deliveries.with_label_values(&[&s.name, "ok"]).inc();
+                metrics
+                    .sink_deliveries
+                    .with_label_values(&[&s.name, "ok"])
+                    .inc();
                 return;
             }
             Err(reason) if attempt < s.max_attempts => {
-                metrics.sink_deliveries.with_label_values(&[&s.name, "retry"]).inc();
+                metrics
+                    .sink_deliveries
+                    .with_label_values(&[&s.name, "retry"])
+                    .inc();
                 tracing::warn!(sink = %s.name, attempt, %reason, "webhook delivery failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(s.max_backoff);
             }
             Err(reason) => {
-                metrics.sink_deliveries.with_label_values(&[&s.name, "failed"]).inc();
+                metrics
+                    .sink_deliveries
+                    .with_label_values(&[&s.name, "failed"])
+                    .inc();
                 tracing::error!(sink = %s.name, alert = %alert.id, attempts = attempt, %reason,
                     "webhook delivery failed; giving up on this alert");
             }

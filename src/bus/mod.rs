@@ -159,8 +159,12 @@ mod tests {
         tx.publish("k", 1).await.unwrap();
         tx.publish("k", 2).await.unwrap();
         // Full: a third publish waits until the consumer takes one.
-        let pending = tokio::time::timeout(std::time::Duration::from_millis(50), tx.publish("k", 3)).await;
-        assert!(pending.is_err(), "publish into a full Block topic must wait");
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(50), tx.publish("k", 3)).await;
+        assert!(
+            pending.is_err(),
+            "publish into a full Block topic must wait"
+        );
         assert_eq!(rx.next().await, Some(1));
         tx.publish("k", 3).await.unwrap();
         drop(tx);
@@ -174,6 +178,9 @@ mod tests {
         let bus = MemoryBus::new(Arc::new(Metrics::new()));
         let (tx, _rx) = bus.topic::<u32>("t", 1, WhenFull::DropNewest);
         tx.publish("k", 1).await.unwrap();
-        assert!(matches!(tx.publish("k", 2).await, Err(BusError::Dropped("t"))));
+        assert!(matches!(
+            tx.publish("k", 2).await,
+            Err(BusError::Dropped("t"))
+        ));
     }
 }

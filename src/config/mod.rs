@@ -102,18 +102,27 @@ fn deserialize_key<T: DeserializeOwned>(src: &str, name: &str) -> Result<T, toml
             Ok(())
         }
     }
-    let mut pick = Pick { name: name.to_string(), value: None };
+    let mut pick = Pick {
+        name: name.to_string(),
+        value: None,
+    };
     let de = toml::de::Deserializer::parse(src)?;
     serde::de::DeserializeSeed::deserialize(&mut pick, de)?;
-    pick.value.ok_or_else(|| <toml::de::Error as serde::de::Error>::custom(format!("missing [{name}]")))
+    pick.value
+        .ok_or_else(|| <toml::de::Error as serde::de::Error>::custom(format!("missing [{name}]")))
 }
 
 impl Config {
     /// Reads and checks a config file and every table it references.
     pub fn load(path: &Path) -> Result<Config, Problems> {
         let shown = path.display().to_string();
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| Problems(vec![Problem::new(&shown, None, format!("cannot read: {e}"))]))?;
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem::new(
+                &shown,
+                None,
+                format!("cannot read: {e}"),
+            )])
+        })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Self::from_str(&shown, &src, &base)
     }
@@ -126,7 +135,8 @@ impl Config {
             Err(e) => return Err(Problems(vec![Problem::from_toml(file, src, &e)])),
         };
         let site: SiteConfig = section(file, src, "site", raw.site.is_some(), &mut problems);
-        let mut paths: PathsConfig = section(file, src, "paths", raw.paths.is_some(), &mut problems);
+        let mut paths: PathsConfig =
+            section(file, src, "paths", raw.paths.is_some(), &mut problems);
         let bus: BusConfig = section(file, src, "bus", raw.bus.is_some(), &mut problems);
         let http: HttpConfig = section(file, src, "http", raw.http.is_some(), &mut problems);
         let log: LogConfig = section(file, src, "log", raw.log.is_some(), &mut problems);
@@ -134,10 +144,18 @@ impl Config {
             section(file, src, "alerting", raw.alerting.is_some(), &mut problems);
 
         if bus.capacity == 0 {
-            problems.push(Problem::new(file, None, "[bus]: capacity must be at least 1"));
+            problems.push(Problem::new(
+                file,
+                None,
+                "[bus]: capacity must be at least 1",
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
-            problems.push(Problem::new(file, None, format!("[log]: level {:?} is not a valid filter", log.level)));
+            problems.push(Problem::new(
+                file,
+                None,
+                format!("[log]: level {:?} is not a valid filter", log.level),
+            ));
         }
 
         let resolve = |p: &Path| -> PathBuf {
@@ -152,17 +170,31 @@ impl Config {
         for s in raw.source {
             let line = Some(line_of(src, s.span().start));
             match s.into_inner().try_into::<SourceConfig>() {
-                Err(e) => problems.push(Problem::new(file, line, format!("[[source]]: {}", e.message().trim()))),
+                Err(e) => problems.push(Problem::new(
+                    file,
+                    line,
+                    format!("[[source]]: {}", e.message().trim()),
+                )),
                 Ok(mut sc) => {
                     if sources.iter().any(|x: &SourceConfig| x.name() == sc.name()) {
-                        problems.push(Problem::new(file, line, format!("[[source]]: the name {:?} is used twice", sc.name())));
+                        problems.push(Problem::new(
+                            file,
+                            line,
+                            format!("[[source]]: the name {:?} is used twice", sc.name()),
+                        ));
                     }
                     match &mut sc {
                         SourceConfig::Replay { name, path, .. } => {
                             *path = resolve(path);
                             if let Err(e) = crate::sources::replay::RecordingReader::open(path) {
-                                problems.push(Problem::new(file, line, format!(
-                                    "[[source]] {name:?}: recording {}: {e}", path.display())));
+                                problems.push(Problem::new(
+                                    file,
+                                    line,
+                                    format!(
+                                        "[[source]] {name:?}: recording {}: {e}",
+                                        path.display()
+                                    ),
+                                ));
                             }
                         }
                     }
@@ -178,21 +210,42 @@ impl Config {
                     *path = resolve(path);
                     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                         if !parent.is_dir() {
-                            problems.push(Problem::new(file, sink_line, format!(
-                                "[[alerting.sink]] jsonl: directory {} does not exist", parent.display())));
+                            problems.push(Problem::new(
+                                file,
+                                sink_line,
+                                format!(
+                                    "[[alerting.sink]] jsonl: directory {} does not exist",
+                                    parent.display()
+                                ),
+                            ));
                         }
                     }
                 }
-                SinkConfig::Webhook { url, max_attempts, .. } => {
+                SinkConfig::Webhook {
+                    url, max_attempts, ..
+                } => {
                     match reqwest::Url::parse(url) {
                         Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
-                        Ok(u) => problems.push(Problem::new(file, sink_line, format!(
-                            "[[alerting.sink]] webhook: scheme {:?} is not http or https", u.scheme()))),
-                        Err(e) => problems.push(Problem::new(file, sink_line, format!(
-                            "[[alerting.sink]] webhook: url {url:?}: {e}"))),
+                        Ok(u) => problems.push(Problem::new(
+                            file,
+                            sink_line,
+                            format!(
+                                "[[alerting.sink]] webhook: scheme {:?} is not http or https",
+                                u.scheme()
+                            ),
+                        )),
+                        Err(e) => problems.push(Problem::new(
+                            file,
+                            sink_line,
+                            format!("[[alerting.sink]] webhook: url {url:?}: {e}"),
+                        )),
                     }
                     if *max_attempts == 0 {
-                        problems.push(Problem::new(file, sink_line, "[[alerting.sink]] webhook: max_attempts must be at least 1"));
+                        problems.push(Problem::new(
+                            file,
+                            sink_line,
+                            "[[alerting.sink]] webhook: max_attempts must be at least 1",
+                        ));
                     }
                 }
                 SinkConfig::Console { .. } => {}
@@ -216,7 +269,11 @@ impl Config {
                 let s = ScoringTables::load_dir(&dir).map_err(|errs| {
                     problems.extend(errs.into_iter().map(|e| {
                         Problem::new(
-                            if e.file.contains('/') { e.file.clone() } else { dir.join(&e.file).display().to_string() },
+                            if e.file.contains('/') {
+                                e.file.clone()
+                            } else {
+                                dir.join(&e.file).display().to_string()
+                            },
                             (e.line > 0).then_some(e.line),
                             e.message,
                         )
@@ -226,22 +283,29 @@ impl Config {
                 paths.scoring = Some(dir);
                 (s.ok(), a.ok())
             }
-            None => (Some(ScoringTables::builtin()), AlertRules::builtin().map_err(|e| problems.extend(e)).ok()),
+            None => (
+                Some(ScoringTables::builtin()),
+                AlertRules::builtin().map_err(|e| problems.extend(e)).ok(),
+            ),
         };
 
         match (normalize_tables, scoring_tables, alert_rules) {
-            (Some(normalize_tables), Some(scoring_tables), Some(alert_rules)) if problems.is_empty() => Ok(Config {
-                site,
-                paths,
-                bus,
-                http,
-                log,
-                sources,
-                alerting,
-                normalize_tables,
-                scoring_tables,
-                alert_rules,
-            }),
+            (Some(normalize_tables), Some(scoring_tables), Some(alert_rules))
+                if problems.is_empty() =>
+            {
+                Ok(Config {
+                    site,
+                    paths,
+                    bus,
+                    http,
+                    log,
+                    sources,
+                    alerting,
+                    normalize_tables,
+                    scoring_tables,
+                    alert_rules,
+                })
+            }
             _ => Err(Problems(problems)),
         }
     }

@@ -59,7 +59,9 @@ max_attempts = 0
     ];
     for (prefix, needle) in expect {
         assert!(
-            shown.iter().any(|s| s.starts_with(prefix) && s.contains(needle)),
+            shown
+                .iter()
+                .any(|s| s.starts_with(prefix) && s.contains(needle)),
             "missing {prefix} … {needle} in {shown:#?}"
         );
     }
@@ -75,8 +77,13 @@ fn broken_tables_are_reported_with_the_config_faults() {
     // plausibility.toml is missing altogether.
     let cfg = "[paths]\ndevice_profiles = \"profiles\"\n[log]\nlevel = \"info,[[[\"\n";
     std::fs::write(dir.path().join("vigil.toml"), cfg).unwrap();
-    let errs = Config::load(&dir.path().join("vigil.toml")).unwrap_err().to_string();
-    assert!(errs.contains("codes.toml:1: unknown parameter \"nope\""), "{errs}");
+    let errs = Config::load(&dir.path().join("vigil.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        errs.contains("codes.toml:1: unknown parameter \"nope\""),
+        "{errs}"
+    );
     assert!(errs.contains("plausibility.toml: cannot read"), "{errs}");
     assert!(errs.contains("[log]: level"), "{errs}");
 }

@@ -20,10 +20,15 @@ impl FromStr for Speed {
         if s.eq_ignore_ascii_case("max") {
             return Ok(Speed::Max);
         }
-        let s = s.strip_suffix('x').or_else(|| s.strip_suffix('×')).unwrap_or(s);
+        let s = s
+            .strip_suffix('x')
+            .or_else(|| s.strip_suffix('×'))
+            .unwrap_or(s);
         match s.parse::<f64>() {
             Ok(f) if f.is_finite() && f > 0.0 => Ok(Speed::Factor(f)),
-            _ => Err(format!("speed {s:?} is neither `max` nor a positive number")),
+            _ => Err(format!(
+                "speed {s:?} is neither `max` nor a positive number"
+            )),
         }
     }
 }
@@ -43,7 +48,7 @@ impl<'de> Deserialize<'de> for Speed {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     /// Shown in alerts and used as the observations' `site`.
@@ -55,16 +60,6 @@ pub struct SiteConfig {
     /// Beds whose patients are scored on NEWS2 SpO2 scale 2 (hypercapnic respiratory failure).
     #[serde(default)]
     pub hypercapnic_beds: Vec<String>,
-}
-
-impl Default for SiteConfig {
-    fn default() -> Self {
-        SiteConfig {
-            name: None,
-            timezone_offset_minutes: 0,
-            hypercapnic_beds: Vec::new(),
-        }
-    }
 }
 
 /// Where tables live. Absent: the tables built into the binary.

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 /// patient, in arrival order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// Observations are the common case; boxing them would cost an allocation per reading.
+#[allow(clippy::large_enum_variant)]
 pub enum IngestRecord {
     Observation(Observation),
     Census(CensusEvent),

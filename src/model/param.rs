@@ -268,8 +268,14 @@ mod tests {
 
     #[test]
     fn pump_labels_map_to_drugs() {
-        assert_eq!(Drug::from_label("Norepinephrine 4mg/250mL"), Some(Drug::Norepinephrine));
-        assert_eq!(Drug::from_label("NORADRENALINE"), Some(Drug::Norepinephrine));
+        assert_eq!(
+            Drug::from_label("Norepinephrine 4mg/250mL"),
+            Some(Drug::Norepinephrine)
+        );
+        assert_eq!(
+            Drug::from_label("NORADRENALINE"),
+            Some(Drug::Norepinephrine)
+        );
         assert_eq!(Drug::from_label("Dopamine"), Some(Drug::Dopamine));
         assert_eq!(Drug::from_label("Saline"), None);
     }

@@ -43,7 +43,10 @@ impl Census {
     /// Applies an ADT change. `mrn` is the medical record number the message carried.
     pub fn apply(&mut self, ev: &CensusEvent, mrn: Option<&str>) {
         match ev.kind {
-            CensusKind::Admit | CensusKind::Transfer | CensusKind::CancelTransfer | CensusKind::CancelDischarge => {
+            CensusKind::Admit
+            | CensusKind::Transfer
+            | CensusKind::CancelTransfer
+            | CensusKind::CancelDischarge => {
                 if let Some(old) = self.patients.get(&ev.patient) {
                     if let Some(k) = bed_key(old.unit.as_deref(), old.bed.as_deref()) {
                         if self.beds.get(&k) == Some(&ev.patient) {
@@ -55,11 +58,23 @@ impl Census {
                 let prev = self.patients.get(&ev.patient).cloned().or(restored);
                 let occ = Occupant {
                     patient: ev.patient.clone(),
-                    mrn: mrn.map(str::to_string).or_else(|| prev.as_ref().and_then(|p| p.mrn.clone())),
-                    unit: ev.unit.clone().or_else(|| prev.as_ref().and_then(|p| p.unit.clone())),
-                    bed: ev.bed.clone().or_else(|| prev.as_ref().and_then(|p| p.bed.clone())),
-                    weight_kg: ev.weight_kg.or_else(|| prev.as_ref().and_then(|p| p.weight_kg)),
-                    height_cm: ev.height_cm.or_else(|| prev.as_ref().and_then(|p| p.height_cm)),
+                    mrn: mrn
+                        .map(str::to_string)
+                        .or_else(|| prev.as_ref().and_then(|p| p.mrn.clone())),
+                    unit: ev
+                        .unit
+                        .clone()
+                        .or_else(|| prev.as_ref().and_then(|p| p.unit.clone())),
+                    bed: ev
+                        .bed
+                        .clone()
+                        .or_else(|| prev.as_ref().and_then(|p| p.bed.clone())),
+                    weight_kg: ev
+                        .weight_kg
+                        .or_else(|| prev.as_ref().and_then(|p| p.weight_kg)),
+                    height_cm: ev
+                        .height_cm
+                        .or_else(|| prev.as_ref().and_then(|p| p.height_cm)),
                     since: prev.as_ref().map(|p| p.since).unwrap_or(ev.time),
                 };
                 if let Some(k) = bed_key(occ.unit.as_deref(), occ.bed.as_deref()) {
@@ -167,18 +182,27 @@ mod tests {
     fn admit_transfer_discharge_and_cancel() {
         let mut c = Census::new();
         c.apply(&ev(CensusKind::Admit, "V1", Some("BED01")), Some("MRN1"));
-        assert_eq!(c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient, "V1");
+        assert_eq!(
+            c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient,
+            "V1"
+        );
         assert_eq!(c.by_mrn("MRN1").unwrap().patient, "V1");
         c.apply(&ev(CensusKind::Transfer, "V1", Some("BED02")), None);
         assert!(c.patient_in(Some("ICU-A"), Some("BED01")).is_none());
-        assert_eq!(c.patient_in(Some("ICU-A"), Some("BED02")).unwrap().patient, "V1");
+        assert_eq!(
+            c.patient_in(Some("ICU-A"), Some("BED02")).unwrap().patient,
+            "V1"
+        );
         assert_eq!(c.by_mrn("MRN1").unwrap().bed.as_deref(), Some("BED02"));
         c.apply(&ev(CensusKind::Discharge, "V1", None), None);
         assert!(c.patient_in(Some("ICU-A"), Some("BED02")).is_none());
         assert!(c.by_mrn("MRN1").is_none());
         c.apply(&ev(CensusKind::CancelDischarge, "V1", None), None);
         let back = c.patient_in(Some("ICU-A"), Some("BED02")).unwrap();
-        assert_eq!((back.patient.as_str(), back.mrn.as_deref()), ("V1", Some("MRN1")));
+        assert_eq!(
+            (back.patient.as_str(), back.mrn.as_deref()),
+            ("V1", Some("MRN1"))
+        );
     }
 
     #[test]
@@ -186,12 +210,18 @@ mod tests {
         let mut c = Census::new();
         c.apply(&ev(CensusKind::Admit, "V1", Some("BED01")), Some("M1"));
         c.apply(&ev(CensusKind::Admit, "V2", Some("BED01")), Some("M2"));
-        assert_eq!(c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient, "V2");
+        assert_eq!(
+            c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient,
+            "V2"
+        );
         assert_eq!(c.patient("V1").unwrap().bed, None);
         let mut m = ev(CensusKind::Merge, "V9", None);
         m.prior_patient = Some("V2".into());
         c.apply(&m, None);
-        assert_eq!(c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient, "V9");
+        assert_eq!(
+            c.patient_in(Some("ICU-A"), Some("BED01")).unwrap().patient,
+            "V9"
+        );
         assert_eq!(c.by_mrn("M2").unwrap().patient, "V9");
     }
 }

@@ -7,7 +7,9 @@ use crate::model::{
     observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug, IngestRecord,
     Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA, OBSERVATION_SCHEMA,
 };
-use crate::protocol::hl7::{self, AdtEvent, DecodeOptions, Decoded, ObsGroup, ObservationReport, ObxRow};
+use crate::protocol::hl7::{
+    self, AdtEvent, DecodeOptions, Decoded, ObsGroup, ObservationReport, ObxRow,
+};
 
 use super::census::Census;
 use super::tables::{MappedParam, NormalizeTables};
@@ -134,20 +136,38 @@ impl Normalizer {
     }
 
     /// Parses, decodes and normalizes one HL7 message received at `receive_time`.
-    pub fn hl7(&mut self, source: &str, raw: &[u8], receive_time: Timestamp) -> Result<Normalized, NormalizeError> {
+    pub fn hl7(
+        &mut self,
+        source: &str,
+        raw: &[u8],
+        receive_time: Timestamp,
+    ) -> Result<Normalized, NormalizeError> {
         let msg = hl7::parse(raw)?;
         let opts = DecodeOptions {
             default_offset_min: self.settings.default_offset_min,
         };
         let (code, trigger, _) = msg.message_type();
+        if code.trim().is_empty() {
+            return Err(NormalizeError::Decode(hl7::DecodeError::Missing {
+                what: "message type (MSH-9)",
+                position: "MSH".into(),
+            }));
+        }
         let message_type = format!("{code}^{trigger}");
         match hl7::decode(&msg, &opts)? {
-            Decoded::Observations(r) => Ok(self.observations(source, &r, receive_time, message_type)),
+            Decoded::Observations(r) => {
+                Ok(self.observations(source, &r, receive_time, message_type))
+            }
             Decoded::Adt(a) => Ok(self.adt(&a, receive_time, message_type)),
         }
     }
 
-    fn adt(&mut self, a: &AdtEvent<'_>, receive_time: Timestamp, message_type: String) -> Normalized {
+    fn adt(
+        &mut self,
+        a: &AdtEvent<'_>,
+        receive_time: Timestamp,
+        message_type: String,
+    ) -> Normalized {
         let kind = match a.trigger.as_ref() {
             "A01" | "A04" => CensusKind::Admit,
             "A02" => CensusKind::Transfer,
@@ -227,11 +247,11 @@ impl Normalizer {
 
         let clock_key = format!("{source}/{}", r.sending_app);
         let tolerance = self.settings.clock_tolerance_ms;
-        let offset = self
-            .clocks
-            .entry(clock_key)
-            .or_default()
-            .offset(receive_time, r.message_time, tolerance);
+        let offset = self.clocks.entry(clock_key).or_default().offset(
+            receive_time,
+            r.message_time,
+            tolerance,
+        );
 
         let ctx = Ctx {
             source,
@@ -253,7 +273,8 @@ impl Normalizer {
         for g in &r.groups {
             let mut obs = self.group(&ctx, g, weight);
             flag_arterial_artifacts(&self.tables, &mut obs);
-            out.records.extend(obs.into_iter().map(IngestRecord::Observation));
+            out.records
+                .extend(obs.into_iter().map(IngestRecord::Observation));
         }
         if patient.is_none() {
             out.unassociated = out.records.len();
@@ -261,7 +282,12 @@ impl Normalizer {
         out
     }
 
-    fn group(&self, ctx: &Ctx<'_>, g: &ObsGroup<'_>, census_weight: Option<f64>) -> Vec<Observation> {
+    fn group(
+        &self,
+        ctx: &Ctx<'_>,
+        g: &ObsGroup<'_>,
+        census_weight: Option<f64>,
+    ) -> Vec<Observation> {
         // Pump channels: the drug named on a channel applies to its dose and flow rows.
         let mut drugs: HashMap<&str, Drug> = HashMap::new();
         let mut pump_weight: Option<f64> = None;
@@ -279,29 +305,35 @@ impl Normalizer {
         }
         let weight = census_weight.or(pump_weight);
         let drug_for = |row: &ObxRow<'_>| -> Option<Drug> {
-            drugs
-                .get(channel_of(&row.sub_id))
-                .copied()
-                .or_else(|| (drugs.len() == 1).then(|| drugs.values().next().copied()).flatten())
+            drugs.get(channel_of(&row.sub_id)).copied().or_else(|| {
+                (drugs.len() == 1)
+                    .then(|| drugs.values().next().copied())
+                    .flatten()
+            })
         };
 
         let mut out = Vec::with_capacity(g.rows.len());
         // Per channel: flow and concentration, and whether a dose row came.
-        let mut flows: HashMap<&str, (Option<(f64, Timestamp, Option<Timestamp>)>, Option<f64>, bool)> = HashMap::new();
+        let mut flows: HashMap<&str, ChannelFlow> = HashMap::new();
         for row in &g.rows {
             if row.is_device_row() || row.is_waveform() || row.value.trim().is_empty() {
                 continue;
             }
-            let Some(o) = self.row(ctx, g, row, &drug_for) else { continue };
+            let Some(o) = self.row(ctx, g, row, &drug_for) else {
+                continue;
+            };
             let ch = channel_of(&row.sub_id);
             match o.param {
                 Some(Param::PumpFlow) if o.is_usable() => {
                     if let Some(v) = o.numeric() {
-                        flows.entry(ch).or_default().0 = Some((v, o.corrected_time, o.device_time));
+                        flows.entry(ch).or_default().flow =
+                            Some((v, o.corrected_time, o.device_time));
                     }
                 }
-                Some(Param::DrugConc) if o.is_usable() => flows.entry(ch).or_default().1 = o.numeric(),
-                Some(Param::Dose(_)) => flows.entry(ch).or_default().2 = true,
+                Some(Param::DrugConc) if o.is_usable() => {
+                    flows.entry(ch).or_default().conc = o.numeric()
+                }
+                Some(Param::Dose(_)) => flows.entry(ch).or_default().has_dose = true,
                 _ => {}
             }
             out.push(o);
@@ -310,17 +342,32 @@ impl Normalizer {
         // patient's weight. Without a weight, drug or concentration, no dose is guessed.
         let mut channels: Vec<_> = flows.into_iter().collect();
         channels.sort_by(|a, b| a.0.cmp(b.0));
-        for (ch, (flow, conc, has_dose)) in channels {
-            let (Some((ml_h, corrected, device_time)), Some(conc), false) = (flow, conc, has_dose) else {
+        for (
+            ch,
+            ChannelFlow {
+                flow,
+                conc,
+                has_dose,
+            },
+        ) in channels
+        {
+            let (Some((ml_h, corrected, device_time)), Some(conc), false) = (flow, conc, has_dose)
+            else {
                 continue;
             };
-            let Some(drug) = drugs.get(ch).copied().or_else(|| (drugs.len() == 1).then(|| drugs.values().next().copied()).flatten()) else {
+            let Some(drug) = drugs.get(ch).copied().or_else(|| {
+                (drugs.len() == 1)
+                    .then(|| drugs.values().next().copied())
+                    .flatten()
+            }) else {
                 continue;
             };
             if drug == Drug::Vasopressin {
                 continue; // U/min needs U/mL, not mg/mL.
             }
-            let Some(dose) = weight.and_then(|w| flow_to_dose(ml_h, conc, w)) else { continue };
+            let Some(dose) = weight.and_then(|w| flow_to_dose(ml_h, conc, w)) else {
+                continue;
+            };
             let dose = (dose * 10_000.0).round() / 10_000.0;
             let code = Code {
                 system: CodeSystem::Mdc,
@@ -478,12 +525,21 @@ impl Normalizer {
     /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
     /// the unit text through the alias table.
     fn unit_of(&self, row: &ObxRow<'_>) -> String {
-        if let Some(u) = row.unit_ucum.as_deref().map(str::trim).filter(|u| !u.is_empty()) {
+        if let Some(u) = row
+            .unit_ucum
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             return self.tables.ucum_alias(u).to_string();
         }
         let code = row.unit_code.trim();
         if row.unit_system.trim() == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
-            if let Some(u) = code.parse::<u32>().ok().and_then(|c| self.tables.mdc_unit(c)) {
+            if let Some(u) = code
+                .parse::<u32>()
+                .ok()
+                .and_then(|c| self.tables.mdc_unit(c))
+            {
                 return u.to_string();
             }
         }
@@ -497,6 +553,16 @@ impl Normalizer {
 /// Trims float noise from conversions (e.g. 37.00000000001) without losing device precision.
 fn round_like_device(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
+}
+
+/// What one pump channel reported in a message.
+#[derive(Default)]
+struct ChannelFlow {
+    /// mL/h with its corrected and device times.
+    flow: Option<(f64, Timestamp, Option<Timestamp>)>,
+    /// mg/mL.
+    conc: Option<f64>,
+    has_dose: bool,
 }
 
 struct Ctx<'a> {
@@ -543,8 +609,9 @@ fn flag_arterial_artifacts(t: &NormalizeTables, obs: &mut [Observation]) {
         return;
     }
     let find = |obs: &[Observation], p: Param, at: Timestamp| {
-        obs.iter()
-            .position(|o| o.param == Some(p) && o.corrected_time == at && !o.quality.contains(&Quality::Sentinel))
+        obs.iter().position(|o| {
+            o.param == Some(p) && o.corrected_time == at && !o.quality.contains(&Quality::Sentinel)
+        })
     };
     let times: Vec<Timestamp> = obs
         .iter()
@@ -552,11 +619,14 @@ fn flag_arterial_artifacts(t: &NormalizeTables, obs: &mut [Observation]) {
         .map(|o| o.corrected_time)
         .collect();
     for at in times {
-        let (Some(si), Some(di)) = (find(obs, Param::SbpArt, at), find(obs, Param::DbpArt, at)) else {
+        let (Some(si), Some(di)) = (find(obs, Param::SbpArt, at), find(obs, Param::DbpArt, at))
+        else {
             continue;
         };
         let mi = find(obs, Param::MapArt, at);
-        let (Some(sbp), Some(dbp)) = (obs[si].numeric(), obs[di].numeric()) else { continue };
+        let (Some(sbp), Some(dbp)) = (obs[si].numeric(), obs[di].numeric()) else {
+            continue;
+        };
         let map = mi.and_then(|i| obs[i].numeric());
         let pp = sbp - dbp;
         let mut artifact = (sbp > a.sbp_high && pp < a.pp_min_high)

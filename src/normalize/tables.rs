@@ -146,7 +146,9 @@ impl NormalizeTables {
             // every fault is reported at once.
             (Ok(c), Err(pe)) => {
                 let mut errs = vec![pe];
-                if let Err(more) = Self::from_sources((&c.0, &c.1), (PLAUSIBILITY_FILE, BUILTIN_PLAUSIBILITY)) {
+                if let Err(more) =
+                    Self::from_sources((&c.0, &c.1), (PLAUSIBILITY_FILE, BUILTIN_PLAUSIBILITY))
+                {
                     errs.extend(more);
                 }
                 Err(errs)
@@ -204,11 +206,15 @@ impl NormalizeTables {
                                     problems.push(Problem::new(
                                         cf,
                                         Some(line),
-                                        format!("MDC code {} maps to two different parameters", r.code),
+                                        format!(
+                                            "MDC code {} maps to two different parameters",
+                                            r.code
+                                        ),
                                     ));
                                 }
                             }
-                            if let Some(first) = seen_refid.insert((r.code, r.refid.clone()), line) {
+                            if let Some(first) = seen_refid.insert((r.code, r.refid.clone()), line)
+                            {
                                 problems.push(Problem::new(
                                     cf,
                                     Some(line),
@@ -261,11 +267,14 @@ impl NormalizeTables {
                     match r.param.parse::<Param>() {
                         Err(e) => problems.push(Problem::new(pf, Some(line), e)),
                         Ok(p) => {
-                            if !(r.min < r.max) {
+                            if r.min >= r.max || r.min.is_nan() || r.max.is_nan() {
                                 problems.push(Problem::new(
                                     pf,
                                     Some(line),
-                                    format!("range for {} has min {} not below max {}", r.param, r.min, r.max),
+                                    format!(
+                                        "range for {} has min {} not below max {}",
+                                        r.param, r.min, r.max
+                                    ),
                                 ));
                             }
                             if t.ranges.insert(p, (r.min, r.max)).is_some() {
@@ -352,8 +361,9 @@ mod tests {
     fn every_fault_is_reported_with_its_line() {
         let codes = "mdc = [\n  { code = 1, refid = \"A\", param = \"heart_rate\" },\n  { code = 2, refid = \"B\", param = \"pulse\" },\n]\ndrug_name_codes = []\nloinc = [\n  { code = \"1-1\", param = \"nope\" },\n]\nmdc_units = []\nunit_aliases = []\n";
         let plaus = "ranges = [\n  { param = \"spo2\", min = 100, max = 50, source = \"x\" },\n]\nsentinels = []\n[arterial_artifact]\nenabled = true\nsbp_high = 200.0\npp_min_high = 50.0\nsbp_mid = 150.0\npp_min_mid = 30.0\nsbp_low = 100.0\npp_min_low = 15.0\npp_min_below_low = 10.0\nsbp_or_dbp_at_most = 10.0\nmap_below = 0.0\nmap_at_least = 140.0\n";
-        let errs = NormalizeTables::from_sources(("codes.toml", codes), ("plausibility.toml", plaus))
-            .unwrap_err();
+        let errs =
+            NormalizeTables::from_sources(("codes.toml", codes), ("plausibility.toml", plaus))
+                .unwrap_err();
         let shown: Vec<String> = errs.iter().map(|p| p.to_string()).collect();
         assert_eq!(shown.len(), 3, "{shown:#?}");
         assert!(shown[0].starts_with("codes.toml:3:") && shown[0].contains("pulse"));

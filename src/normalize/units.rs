@@ -133,7 +133,10 @@ mod tests {
         // 4 mg in 250 mL = 0.016 mg/mL; 15 mL/h in 80 kg → 0.05 µg/kg/min.
         assert!(close(flow_to_dose(15.0, 0.016, 80.0).unwrap(), 0.05));
         // The PCD-10 sample: 15.4 mL/h dopamine at 1.6 mg/mL, 82 kg → 5.008 µg/kg/min.
-        assert!(close(flow_to_dose(15.4, 1.6, 82.0).unwrap(), 15.4 * 1.6 * 1000.0 / (60.0 * 82.0)));
+        assert!(close(
+            flow_to_dose(15.4, 1.6, 82.0).unwrap(),
+            15.4 * 1.6 * 1000.0 / (60.0 * 82.0)
+        ));
         assert_eq!(flow_to_dose(15.0, 0.016, 0.0), None);
         assert_eq!(flow_to_dose(15.0, 0.0, 80.0), None);
         assert!(close(flow_to_dose(0.0, 0.016, 80.0).unwrap(), 0.0));

@@ -26,7 +26,8 @@ impl Scorer {
                     .patients
                     .entry(patient.to_string())
                     .or_insert_with(|| super::PatientState::new(patient));
-                st.on_observation(obs, &self.tables).then(|| patient.to_string())
+                st.on_observation(obs, &self.tables)
+                    .then(|| patient.to_string())
             }
         }
     }
@@ -38,16 +39,18 @@ pub async fn run(
     mut input: Subscriber<IngestRecord>,
     output: Publisher<ScoreSet>,
     metrics: Arc<Metrics>,
+    hypercapnic_beds: Vec<String>,
     mut on_scores: impl FnMut(&ScoreSet) + Send,
 ) -> Scorer {
     let mut pending: Option<(String, Timestamp)> = None;
-    let flush = |scorer: &mut Scorer, pending: &mut Option<(String, Timestamp)>| -> Option<ScoreSet> {
-        let (patient, at) = pending.take()?;
-        let started = Instant::now();
-        let set = scorer.evaluate(&patient, at);
-        metrics.stage_time("score", started.elapsed());
-        set
-    };
+    let flush =
+        |scorer: &mut Scorer, pending: &mut Option<(String, Timestamp)>| -> Option<ScoreSet> {
+            let (patient, at) = pending.take()?;
+            let started = Instant::now();
+            let set = scorer.evaluate(&patient, at);
+            metrics.stage_time("score", started.elapsed());
+            set
+        };
     while let Some(rec) = input.next().await {
         let key = match &rec {
             IngestRecord::Observation(o) => o.patient.clone().map(|p| (p, o.receive_time)),
@@ -62,7 +65,12 @@ pub async fn run(
         }
         if scorer.ingest(&rec).is_some() {
             pending = key;
-        } else if let IngestRecord::Census(_) = rec {
+        } else if let IngestRecord::Census(ev) = &rec {
+            // NEWS2 SpO2 scale 2 follows the bed the site configured for it.
+            if let Some(bed) = &ev.bed {
+                let on = hypercapnic_beds.iter().any(|b| b == bed);
+                scorer.set_hypercapnic(&ev.patient, on);
+            }
             metrics.patients.set(scorer.patients() as i64);
         }
     }
@@ -80,7 +88,10 @@ async fn publish(
     on_scores: &mut (impl FnMut(&ScoreSet) + Send),
 ) -> bool {
     for s in &set.scores {
-        metrics.scores_computed.with_label_values(&[s.kind.name()]).inc();
+        metrics
+            .scores_computed
+            .with_label_values(&[s.kind.name()])
+            .inc();
     }
     on_scores(set);
     if output.publish(&set.patient, set.clone()).await.is_err() {

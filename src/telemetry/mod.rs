@@ -104,7 +104,10 @@ impl Metrics {
         .unwrap_or_else(|e| unreachable!("static histogram definition: {e}"));
         let _ = registry.register(Box::new(stage_latency.clone()));
         let bus_depth = IntGaugeVec::new(
-            Opts::new("vigil_bus_depth", "Records waiting in each in-process topic."),
+            Opts::new(
+                "vigil_bus_depth",
+                "Records waiting in each in-process topic.",
+            ),
             &["topic"],
         )
         .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
@@ -167,10 +170,12 @@ impl Default for Metrics {
 /// Sets up `tracing` output: `RUST_LOG` wins over `default_level`.
 pub fn init_logging(default_level: &str, json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = if json {
         builder.json().try_init()

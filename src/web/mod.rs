@@ -23,7 +23,10 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.render(),
     )
 }

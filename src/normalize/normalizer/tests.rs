@@ -1,19 +1,24 @@
 use super::*;
-use crate::model::{MINUTE_MS, HOUR_MS};
+use crate::model::{HOUR_MS, MINUTE_MS};
 
 fn t0() -> Timestamp {
     Timestamp::parse_rfc3339("2026-01-05T08:00:00Z").unwrap()
 }
 
 fn norm() -> Normalizer {
-    Normalizer::new(NormalizeTables::builtin().unwrap(), NormalizeSettings::default())
+    Normalizer::new(
+        NormalizeTables::builtin().unwrap(),
+        NormalizeSettings::default(),
+    )
 }
 
 fn admit(n: &mut Normalizer, visit: &str, mrn: &str, bed: &str, weight: &str) {
     let msg = format!(
         "MSH|^~\\&|ADT|HOSP|VIGIL|ICU|20260105075500||ADT^A01^ADT_A01|A{visit}|P|2.5\rEVN|A01|20260105075500\rPID|||{mrn}^^^HOSP^MR||Doe^Jane\rPV1||I|ICU-A^^{bed}||||||||||||||||{visit}\rOBX|1|NM|29463-7^Body weight^LN||{weight}|kg|||||F\r"
     );
-    let out = n.hl7("adt", msg.as_bytes(), t0().minus_ms(5 * MINUTE_MS)).unwrap();
+    let out = n
+        .hl7("adt", msg.as_bytes(), t0().minus_ms(5 * MINUTE_MS))
+        .unwrap();
     assert!(matches!(out.records[0], IngestRecord::Census(_)));
 }
 
@@ -28,7 +33,10 @@ fn observations(out: &Normalized) -> Vec<&Observation> {
 }
 
 fn find<'a>(obs: &[&'a Observation], p: Param) -> &'a Observation {
-    obs.iter().find(|o| o.param == Some(p)).copied().unwrap_or_else(|| panic!("no {p}"))
+    obs.iter()
+        .find(|o| o.param == Some(p))
+        .copied()
+        .unwrap_or_else(|| panic!("no {p}"))
 }
 
 const MONITOR: &str = "MSH|^~\\&|GW^0011^EUI-64|ICU|||20260105080000+0000||ORU^R01^ORU_R01|M1|P|2.6|||AL|NE\rPID|||\rPV1||I|ICU-A^^BED03\rOBR|1||F1|69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|||20260105080000+0000\rOBX|1||69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|1.0.0.0|||||||X|||||||MON3^Monitor\rOBX|2|NM|147842^MDC_ECG_HEART_RATE^MDC|1.2.1.1|112|264864^MDC_DIM_BEAT_PER_MIN^MDC|||||R|||20260105075955+0000||||MON3\rOBX|3|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|-999|262688^MDC_DIM_PERCENT^MDC|||||R|||20260105075955+0000\rOBX|4|NM|150344^MDC_TEMP^MDC|1.4.1.1|101.3|266560^MDC_DIM_FAHR^MDC|||||R|||20260105075955+0000\rOBX|5|NM|150033^MDC_PRESS_BLD_ART_SYS^MDC|1.5.1.1|300|266016^MDC_DIM_MMHG^MDC|||||R|||20260105075955+0000\rOBX|6|NM|150034^MDC_PRESS_BLD_ART_DIA^MDC|1.5.1.2|300|266016^MDC_DIM_MMHG^MDC|||||R|||20260105075955+0000\rOBX|7|NM|150035^MDC_PRESS_BLD_ART_MEAN^MDC|1.5.1.3|300|266016^MDC_DIM_MMHG^MDC|||||R|||20260105075955+0000\rOBX|8|NM|151562^MDC_RESP_RATE^MDC|1.2.1.2|95|264928^MDC_DIM_RESP_PER_MIN^MDC|||||R|||20260105075955+0000\rOBX|9|NM|147232^MDC_ECG_TIME_PD_QT_GL^MDC|1.2.1.14|360|264338^MDC_DIM_MILLI_SEC^MDC|||||R\r";
@@ -37,7 +45,9 @@ const MONITOR: &str = "MSH|^~\\&|GW^0011^EUI-64|ICU|||20260105080000+0000||ORU^R
 fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     let mut n = norm();
     admit(&mut n, "V3", "MRN3", "BED03", "80");
-    let out = n.hl7("monitors", MONITOR.as_bytes(), t0().plus_ms(1500)).unwrap();
+    let out = n
+        .hl7("monitors", MONITOR.as_bytes(), t0().plus_ms(1500))
+        .unwrap();
     assert_eq!(out.message_type, "ORU^R01");
     assert_eq!(out.unassociated, 0);
     let obs = observations(&out);
@@ -50,7 +60,10 @@ fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     assert_eq!(hr.device.id, "MON3");
     assert!(hr.is_usable());
     // Device clock within tolerance: the OBX-14 time stands.
-    assert_eq!(hr.corrected_time, Timestamp::parse_rfc3339("2026-01-05T07:59:55Z").unwrap());
+    assert_eq!(
+        hr.corrected_time,
+        Timestamp::parse_rfc3339("2026-01-05T07:59:55Z").unwrap()
+    );
     let temp = find(&obs, Param::Temp);
     assert_eq!(temp.value, Value::Num(38.5));
     assert_eq!(temp.ucum, "Cel");
@@ -59,10 +72,17 @@ fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     let rr = find(&obs, Param::RespRate);
     assert_eq!(rr.quality, vec![Quality::OutOfRange]);
     for p in [Param::SbpArt, Param::DbpArt, Param::MapArt] {
-        assert!(find(&obs, p).quality.contains(&Quality::Artifact), "{p} flush");
+        assert!(
+            find(&obs, p).quality.contains(&Quality::Artifact),
+            "{p} flush"
+        );
     }
     let qt = obs.iter().find(|o| o.code.code == "147232").unwrap();
-    assert_eq!((qt.param, qt.ucum.as_str()), (None, "ms"), "unknown codes are kept");
+    assert_eq!(
+        (qt.param, qt.ucum.as_str()),
+        (None, "ms"),
+        "unknown codes are kept"
+    );
 }
 
 #[test]
@@ -70,9 +90,20 @@ fn unassociated_beds_are_counted_and_repeats_share_ids() {
     let mut n = norm();
     let a = n.hl7("monitors", MONITOR.as_bytes(), t0()).unwrap();
     assert_eq!(a.unassociated, a.records.len());
-    let b = n.hl7("monitors", MONITOR.as_bytes(), t0().plus_ms(900)).unwrap();
-    let ids = |o: &Normalized| observations(o).iter().map(|o| o.id.clone()).collect::<Vec<_>>();
-    assert_eq!(ids(&a), ids(&b), "a re-sent message yields the same observation ids");
+    let b = n
+        .hl7("monitors", MONITOR.as_bytes(), t0().plus_ms(900))
+        .unwrap();
+    let ids = |o: &Normalized| {
+        observations(o)
+            .iter()
+            .map(|o| o.id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(&a),
+        ids(&b),
+        "a re-sent message yields the same observation ids"
+    );
 }
 
 #[test]
@@ -80,9 +111,14 @@ fn a_device_clock_ahead_is_corrected() {
     let mut n = norm();
     admit(&mut n, "V3", "MRN3", "BED03", "80");
     // The monitor's clock is 90 s ahead of the gateway.
-    let out = n.hl7("monitors", MONITOR.as_bytes(), t0().minus_ms(90_000)).unwrap();
+    let out = n
+        .hl7("monitors", MONITOR.as_bytes(), t0().minus_ms(90_000))
+        .unwrap();
     let hr = find(&observations(&out), Param::HeartRate);
-    assert_eq!(hr.corrected_time, Timestamp::parse_rfc3339("2026-01-05T07:58:25Z").unwrap());
+    assert_eq!(
+        hr.corrected_time,
+        Timestamp::parse_rfc3339("2026-01-05T07:58:25Z").unwrap()
+    );
     assert!(hr.corrected_time <= hr.receive_time);
 }
 
@@ -91,7 +127,9 @@ fn pump_flow_becomes_a_dose_with_the_admit_weight() {
     let mut n = norm();
     admit(&mut n, "V7", "MRN7", "BED07", "80");
     let pump = "MSH|^~\\&|PUMPGW|ICU|||20260105090000||ORU^R01^ORU_R01|P1|P|2.6\rPID|||MRN7^^^HOSP^MR\rPV1||I|ICU-A^^BED07\rOBR|1||PF1|70049^MDC_DEV_PUMP_INFUS_LVP_MDS^MDC|||20260105090000\rOBX|1|ST|184514^MDC_DRUG_NAME_LABEL^MDC|1.1.2.10|Norepinephrine||||||R\rOBX|2|NM|157784^MDC_FLOW_FLUID_PUMP^MDC|1.1.2.4|15|265266^MDC_DIM_MILLI_L_PER_HR^MDC|||||R\rOBX|3|NM|157760^MDC_CONC_DRUG^MDC|1.1.2.11|0.016|264306^MDC_DIM_MILLI_G_PER_ML^MDC|||||R\r";
-    let out = n.hl7("pumps", pump.as_bytes(), t0().plus_ms(HOUR_MS)).unwrap();
+    let out = n
+        .hl7("pumps", pump.as_bytes(), t0().plus_ms(HOUR_MS))
+        .unwrap();
     let obs = observations(&out);
     let dose = find(&obs, Param::Dose(Drug::Norepinephrine));
     assert_eq!(dose.value, Value::Num(0.05));
@@ -101,7 +139,9 @@ fn pump_flow_becomes_a_dose_with_the_admit_weight() {
     // Without a known weight no dose is guessed.
     let mut n = norm();
     let out = n.hl7("pumps", pump.as_bytes(), t0()).unwrap();
-    assert!(observations(&out).iter().all(|o| !matches!(o.param, Some(Param::Dose(_)))));
+    assert!(observations(&out)
+        .iter()
+        .all(|o| !matches!(o.param, Some(Param::Dose(_)))));
 }
 
 #[test]
@@ -109,16 +149,27 @@ fn lab_results_land_with_loinc_and_canonical_units() {
     let mut n = norm();
     admit(&mut n, "V1", "MRN1", "BED01", "70");
     let lab = "MSH|^~\\&|LIS|LAB|||20260105100000||ORU^R01^ORU_R01|L1|P|2.5.1\rPID|||MRN1^^^HOSP^MR\rPV1||I|||||||||||||||||V1\rOBR|1||S1|24331-1^Panel^LN|||20260105093000\rOBX|1|NM|2524-7^Lactate^LN||3.4|mmol/L|||||F|||20260105093000\rOBX|2|NM|14682-9^Creatinine^LN||176.84|umol/L|||||F|||20260105093000\rOBX|3|NM|777-3^Platelets^LN||95|10*3/uL|||||F|||20260105093000\rOBX|4|NM|2345-7^Glucose^LN||110|mg/dL|||||F|||20260105093000\r";
-    let out = n.hl7("lab", lab.as_bytes(), t0().plus_ms(2 * HOUR_MS)).unwrap();
+    let out = n
+        .hl7("lab", lab.as_bytes(), t0().plus_ms(2 * HOUR_MS))
+        .unwrap();
     let obs = observations(&out);
     assert_eq!(find(&obs, Param::Lactate).value, Value::Num(3.4));
     let cr = find(&obs, Param::Creatinine);
-    assert_eq!((cr.value.clone(), cr.ucum.as_str()), (Value::Num(2.0), "mg/dL"));
+    assert_eq!(
+        (cr.value.clone(), cr.ucum.as_str()),
+        (Value::Num(2.0), "mg/dL")
+    );
     assert_eq!(cr.code.system, CodeSystem::Loinc);
     // Collected 09:30, resulted 10:00: scoring uses the collection time.
-    assert_eq!(cr.corrected_time, Timestamp::parse_rfc3339("2026-01-05T09:30:00Z").unwrap());
+    assert_eq!(
+        cr.corrected_time,
+        Timestamp::parse_rfc3339("2026-01-05T09:30:00Z").unwrap()
+    );
     let glucose = obs.iter().find(|o| o.code.code == "2345-7").unwrap();
-    assert_eq!((glucose.param, glucose.patient.as_deref()), (None, Some("V1")));
+    assert_eq!(
+        (glucose.param, glucose.patient.as_deref()),
+        (None, Some("V1"))
+    );
 }
 
 #[test]

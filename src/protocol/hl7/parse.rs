@@ -158,7 +158,7 @@ pub fn parse(input: &[u8]) -> Result<Message<'_>, ParseError> {
     let declared_latin1 = declared_charset(input, &idx).is_some_and(is_latin1_name);
     let utf8 = std::str::from_utf8(input).ok();
     match utf8 {
-        Some(s) if !(declared_latin1 && !s.is_ascii()) => Ok(Message {
+        Some(s) if !declared_latin1 || s.is_ascii() => Ok(Message {
             text: Cow::Borrowed(s),
             encoding: TextEncoding::Utf8,
             idx,

@@ -106,7 +106,7 @@ pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
         None => default_offset_min,
         Some(z) => parse_zone(z).ok_or_else(|| TsError::BadZone(s.to_owned()))?,
     };
-    let days = i64::from(date.signed_duration_since(epoch()).num_days());
+    let days = date.signed_duration_since(epoch()).num_days();
     let local_ms = days * 86_400_000
         + i64::from(hour) * 3_600_000
         + i64::from(minute) * 60_000

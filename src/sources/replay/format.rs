@@ -166,8 +166,8 @@ impl RecordingReader {
         };
         let mut first = String::new();
         lines.read_line(&mut first)?;
-        let header: RecordingHeader =
-            serde_json::from_str(first.trim_end()).map_err(|e| RecordingError::Header(e.to_string()))?;
+        let header: RecordingHeader = serde_json::from_str(first.trim_end())
+            .map_err(|e| RecordingError::Header(e.to_string()))?;
         if header.format != FORMAT_NAME {
             return Err(RecordingError::Header(format!(
                 "format is {:?}, expected {FORMAT_NAME:?}",
@@ -201,10 +201,11 @@ impl RecordingReader {
             if line.is_empty() {
                 continue;
             }
-            let entry: RecordingEntry = serde_json::from_str(line).map_err(|e| RecordingError::Entry {
-                line: self.line_no,
-                reason: e.to_string(),
-            })?;
+            let entry: RecordingEntry =
+                serde_json::from_str(line).map_err(|e| RecordingError::Entry {
+                    line: self.line_no,
+                    reason: e.to_string(),
+                })?;
             if self.header.source(&entry.source).is_none() {
                 return Err(RecordingError::Entry {
                     line: self.line_no,
@@ -247,7 +248,10 @@ impl<W: Write> RecordingWriter<W> {
             if entry.t < prev {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
-                    format!("entry at {} is before the previous one at {}", entry.t, prev),
+                    format!(
+                        "entry at {} is before the previous one at {}",
+                        entry.t, prev
+                    ),
                 ));
             }
         }
@@ -291,7 +295,8 @@ mod tests {
         gz.write_all(&plain).unwrap();
         let gz = gz.finish().unwrap();
         for bytes in [plain, gz] {
-            let mut r = RecordingReader::from_reader(Box::new(std::io::Cursor::new(bytes))).unwrap();
+            let mut r =
+                RecordingReader::from_reader(Box::new(std::io::Cursor::new(bytes))).unwrap();
             assert_eq!(r.next_entry().unwrap().unwrap(), entries[0]);
             let second = r.next_entry().unwrap().unwrap();
             assert_eq!(second.payload().unwrap(), vec![0xC0, 0x11, 0x7D, 0xC1]);
@@ -305,13 +310,17 @@ mod tests {
         let text = format!(
             "{h}\n{{\"t\":\"2026-01-01T00:00:01Z\",\"source\":\"monitors\",\"text\":\"x\"}}\n{{\"t\":\"2026-01-01T00:00:00Z\",\"source\":\"monitors\",\"text\":\"y\"}}\n"
         );
-        let mut r = RecordingReader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes()))).unwrap();
+        let mut r = RecordingReader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes())))
+            .unwrap();
         r.next_entry().unwrap();
         let err = r.next_entry().unwrap_err().to_string();
         assert!(err.starts_with("line 3: time"), "{err}");
 
-        let text = format!("{h}\n{{\"t\":\"2026-01-01T00:00:01Z\",\"source\":\"pumps\",\"text\":\"x\"}}\n");
-        let mut r = RecordingReader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes()))).unwrap();
+        let text = format!(
+            "{h}\n{{\"t\":\"2026-01-01T00:00:01Z\",\"source\":\"pumps\",\"text\":\"x\"}}\n"
+        );
+        let mut r = RecordingReader::from_reader(Box::new(std::io::Cursor::new(text.into_bytes())))
+            .unwrap();
         let err = r.next_entry().unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("pumps"), "{err}");
     }

@@ -49,17 +49,30 @@ pub enum ReplayError {
     BusClosed,
 }
 
-/// Replays `input` into `out`. Returns when the recording ends or `stop` fires.
+/// Where a replay sends what it decodes, and how it is stopped.
+pub struct ReplayContext {
+    pub normalizer: Arc<Mutex<Normalizer>>,
+    pub out: Publisher<IngestRecord>,
+    pub metrics: Arc<Metrics>,
+    pub stop: CancellationToken,
+    /// The runtime the publisher's futures run on (this function runs on a blocking thread).
+    pub rt: tokio::runtime::Handle,
+}
+
+/// Replays `input` into `ctx.out`. Returns when the recording ends or `ctx.stop` fires.
 pub fn run_blocking(
     name: &str,
     input: Box<dyn Read + Send>,
     speed: Speed,
-    normalizer: Arc<Mutex<Normalizer>>,
-    out: Publisher<IngestRecord>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-    rt: tokio::runtime::Handle,
+    ctx: ReplayContext,
 ) -> Result<ReplayStats, ReplayError> {
+    let ReplayContext {
+        normalizer,
+        out,
+        metrics,
+        stop,
+        rt,
+    } = ctx;
     let mut reader = RecordingReader::from_reader(input)?;
     let mut stats = ReplayStats::default();
     let wall_start = Instant::now();
@@ -96,13 +109,28 @@ pub fn run_blocking(
         let payload = match entry.payload() {
             Ok(p) => p,
             Err(e) => {
-                reject(&mut stats, &metrics, &source_label, entry.t, "payload", &e.to_string(), b"");
+                reject(
+                    &mut stats,
+                    &metrics,
+                    &source_label,
+                    entry.t,
+                    "payload",
+                    &e.to_string(),
+                    b"",
+                );
                 continue;
             }
         };
         if protocol != RecordedProtocol::Hl7 {
-            reject(&mut stats, &metrics, &source_label, entry.t, "unsupported",
-                "this build replays HL7 sources only", &payload);
+            reject(
+                &mut stats,
+                &metrics,
+                &source_label,
+                entry.t,
+                "unsupported",
+                "this build replays HL7 sources only",
+                &payload,
+            );
             continue;
         }
         let started = Instant::now();
@@ -113,7 +141,15 @@ pub fn run_blocking(
         metrics.stage_time("normalize", started.elapsed());
         match result {
             Err(e) => {
-                reject(&mut stats, &metrics, &source_label, entry.t, e.kind(), &e.to_string(), &payload);
+                reject(
+                    &mut stats,
+                    &metrics,
+                    &source_label,
+                    entry.t,
+                    e.kind(),
+                    &e.to_string(),
+                    &payload,
+                );
             }
             Ok(n) => {
                 if n.unassociated > 0 {
@@ -128,7 +164,8 @@ pub fn run_blocking(
                         IngestRecord::Observation(o) => o.key(),
                         IngestRecord::Census(c) => c.patient.clone(),
                     };
-                    rt.block_on(out.publish(&key, rec)).map_err(|_| ReplayError::BusClosed)?;
+                    rt.block_on(out.publish(&key, rec))
+                        .map_err(|_| ReplayError::BusClosed)?;
                     stats.records += 1;
                 }
             }
