@@ -209,28 +209,27 @@ pub async fn run_pipeline(
     let summary = Arc::new(Mutex::new(Summary::default()));
 
     // Scorer stage.
-    let scorer = Scorer::new(cfg.scoring_tables.clone());
-    let hypercapnic = cfg.site.hypercapnic_beds.clone();
+    // NEWS2 SpO2 scale 2 beds: the site's list joins the scoring table's.
+    let mut tables = cfg.scoring_tables.clone();
+    for bed in &cfg.site.hypercapnic_beds {
+        if !tables.news2.hypercapnic_beds.contains(bed) {
+            tables.news2.hypercapnic_beds.push(bed.clone());
+        }
+    }
+    let scorer = Scorer::new(tables);
     let scorer_metrics = metrics.clone();
     let scorer_summary = summary.clone();
     let scorer_task = tokio::spawn(async move {
-        crate::scorer::task::run(
-            scorer,
-            obs_rx,
-            scores_tx,
-            scorer_metrics,
-            hypercapnic,
-            move |set| {
-                if let Ok(mut s) = scorer_summary.lock() {
-                    s.on_scores(set);
+        crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
+            if let Ok(mut s) = scorer_summary.lock() {
+                s.on_scores(set);
+            }
+            if let Some(f) = scores_file.as_mut() {
+                if let Err(e) = f.write(set) {
+                    tracing::error!(error = %e, "cannot write scores file");
                 }
-                if let Some(f) = scores_file.as_mut() {
-                    if let Err(e) = f.write(set) {
-                        tracing::error!(error = %e, "cannot write scores file");
-                    }
-                }
-            },
-        )
+            }
+        })
         .await
     });
 
@@ -362,6 +361,15 @@ pub async fn run_pipeline(
     let last = report.replay.iter().filter_map(|r| r.last).max();
     report.span = first.zip(last);
     Ok(report)
+}
+
+/// The configuration `vigil demo` runs with: the built-in tables, plus the demo recording's
+/// site facts (bed 2's COPD patient is scored on NEWS2 SpO2 scale 2).
+pub fn demo_config() -> Result<Config, crate::config::Problems> {
+    let mut cfg = Config::embedded()?;
+    cfg.site.name = Some("Demo ICU".into());
+    cfg.site.hypercapnic_beds.push("BED02".into());
+    Ok(cfg)
 }
 
 /// The plan for a config's sources.

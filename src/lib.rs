@@ -20,6 +20,7 @@ pub mod alerting;
 pub mod app;
 pub mod bus;
 pub mod config;
+pub mod evaluate;
 pub mod model;
 pub mod normalize;
 pub mod protocol;

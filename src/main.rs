@@ -46,9 +46,9 @@ enum Command {
         /// Also write every alert transition to this JSON-lines file.
         #[arg(long)]
         alerts: Option<PathBuf>,
-        /// Print only new alerts, not resolutions and quiet re-openings.
+        /// Also print resolutions and quiet re-openings, not only new alerts and escalations.
         #[arg(long)]
-        quiet_transitions: bool,
+        transitions: bool,
     },
     /// Replay any recording in the vigil replay format (docs/replay-format.md) through the
     /// pipeline on virtual time. Same recording, same output files, byte for byte.
@@ -91,6 +91,35 @@ enum Command {
     /// Make recordings: the seeded demo generator.
     #[command(subcommand)]
     Recording(RecordingCommand),
+    /// Evaluate vigil against reference results on public data.
+    #[command(subcommand)]
+    Evaluate(EvaluateCommand),
+}
+
+#[derive(Subcommand)]
+enum EvaluateCommand {
+    /// Replay the MIMIC-IV demo through the pipeline and compare the hourly SOFA with
+    /// mimic-code's (docs/sofa-agreement.md).
+    MimicSofa {
+        /// The demo directory (icu/, hosp/, sofa_reference.csv).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write vigil's hourly SOFA here, in the reference's columns.
+        #[arg(long)]
+        out: PathBuf,
+        /// Score like mimic-code where vigil deliberately differs.
+        #[arg(long)]
+        mimic_compatible: bool,
+        /// The reference table (default: INPUT/sofa_reference.csv).
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        /// Also write the imported recording (replayable with `vigil replay`).
+        #[arg(long)]
+        recording: Option<PathBuf>,
+        /// Differences listed per component.
+        #[arg(long, default_value_t = 10)]
+        show: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,17 +252,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("wrote {} entries to {}", entries.len(), out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Evaluate(EvaluateCommand::MimicSofa {
+            input,
+            out,
+            mimic_compatible,
+            reference,
+            recording,
+            show,
+        }) => {
+            vigil::evaluate::mimic_sofa::run(&vigil::evaluate::mimic_sofa::MimicSofaOptions {
+                input,
+                out,
+                mimic_compatible,
+                reference,
+                recording,
+                stays: Default::default(),
+                show,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             speed,
             listen,
             alerts,
-            quiet_transitions,
+            transitions,
         } => {
             telemetry::init_logging("warn", false);
             let mut cfg =
-                Config::embedded().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?;
+                app::demo_config().map_err(|p| anyhow::anyhow!("built-in tables: {p}"))?;
             cfg.alerting.sink.push(vigil::config::SinkConfig::Console {
-                show_transitions: !quiet_transitions,
+                show_transitions: transitions,
             });
             cfg.http.listen = listen;
             let plan = vec![SourcePlan {

@@ -273,6 +273,7 @@ impl Normalizer {
         for g in &r.groups {
             let mut obs = self.group(&ctx, g, weight);
             flag_arterial_artifacts(&self.tables, &mut obs);
+            flag_low_perfusion_spo2(&self.tables, &mut obs);
             out.records
                 .extend(obs.into_iter().map(IngestRecord::Observation));
         }
@@ -598,6 +599,32 @@ fn device_ref(ctx: &Ctx<'_>, g: &ObsGroup<'_>, row: Option<&ObxRow<'_>>) -> Devi
         id,
         model: text(&g.device_code.text),
         profile: None,
+    }
+}
+
+/// A SpO2 measured together with a perfusion index below the limit (CLINICAL.md §5: the
+/// SpO2–SaO2 discrepancy becomes significant below 0.6 %) is flagged as an artifact.
+fn flag_low_perfusion_spo2(t: &NormalizeTables, obs: &mut [Observation]) {
+    let rule = &t.spo2_low_perfusion;
+    if !rule.enabled {
+        return;
+    }
+    let weak: Vec<(Timestamp, String)> = obs
+        .iter()
+        .filter(|o| o.param == Some(Param::PerfusionIndex) && o.is_usable())
+        .filter(|o| o.numeric().is_some_and(|v| v < rule.perfusion_index_below))
+        .map(|o| (o.corrected_time, o.device.id.clone()))
+        .collect();
+    if weak.is_empty() {
+        return;
+    }
+    for o in obs.iter_mut().filter(|o| o.param == Some(Param::SpO2)) {
+        let hit = weak
+            .iter()
+            .any(|(t, d)| (o.corrected_time.since(*t)).abs() <= 60_000 && *d == o.device.id);
+        if hit && !o.quality.contains(&Quality::Artifact) {
+            o.quality.push(Quality::Artifact);
+        }
     }
 }
 

@@ -62,6 +62,15 @@ struct PlausibilityFile {
     ranges: Vec<Spanned<RangeRow>>,
     sentinels: Vec<f64>,
     arterial_artifact: ArterialArtifact,
+    spo2_low_perfusion: Spo2LowPerfusion,
+}
+
+/// SpO2 readings taken with a perfusion index below the limit are artifacts.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spo2LowPerfusion {
+    pub enabled: bool,
+    pub perfusion_index_below: f64,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +119,7 @@ pub struct NormalizeTables {
     ranges: HashMap<Param, (f64, f64)>,
     pub sentinels: Vec<f64>,
     pub arterial: ArterialArtifact,
+    pub spo2_low_perfusion: Spo2LowPerfusion,
 }
 
 fn map_param(name: &str) -> Result<MappedParam, String> {
@@ -189,6 +199,10 @@ impl NormalizeTables {
                 sbp_or_dbp_at_most: 0.0,
                 map_below: 0.0,
                 map_at_least: 0.0,
+            },
+            spo2_low_perfusion: Spo2LowPerfusion {
+                enabled: false,
+                perfusion_index_below: 0.0,
             },
         };
         match toml::from_str::<CodesFile>(cs) {
@@ -297,6 +311,7 @@ impl NormalizeTables {
                     ));
                 }
                 t.arterial = file.arterial_artifact;
+                t.spo2_low_perfusion = file.spo2_low_perfusion;
             }
         }
         if problems.is_empty() {
@@ -360,7 +375,7 @@ mod tests {
     #[test]
     fn every_fault_is_reported_with_its_line() {
         let codes = "mdc = [\n  { code = 1, refid = \"A\", param = \"heart_rate\" },\n  { code = 2, refid = \"B\", param = \"pulse\" },\n]\ndrug_name_codes = []\nloinc = [\n  { code = \"1-1\", param = \"nope\" },\n]\nmdc_units = []\nunit_aliases = []\n";
-        let plaus = "ranges = [\n  { param = \"spo2\", min = 100, max = 50, source = \"x\" },\n]\nsentinels = []\n[arterial_artifact]\nenabled = true\nsbp_high = 200.0\npp_min_high = 50.0\nsbp_mid = 150.0\npp_min_mid = 30.0\nsbp_low = 100.0\npp_min_low = 15.0\npp_min_below_low = 10.0\nsbp_or_dbp_at_most = 10.0\nmap_below = 0.0\nmap_at_least = 140.0\n";
+        let plaus = "ranges = [\n  { param = \"spo2\", min = 100, max = 50, source = \"x\" },\n]\nsentinels = []\n[arterial_artifact]\nenabled = true\nsbp_high = 200.0\npp_min_high = 50.0\nsbp_mid = 150.0\npp_min_mid = 30.0\nsbp_low = 100.0\npp_min_low = 15.0\npp_min_below_low = 10.0\nsbp_or_dbp_at_most = 10.0\nmap_below = 0.0\nmap_at_least = 140.0\n[spo2_low_perfusion]\nenabled = true\nperfusion_index_below = 0.6\n";
         let errs =
             NormalizeTables::from_sources(("codes.toml", codes), ("plausibility.toml", plaus))
                 .unwrap_err();

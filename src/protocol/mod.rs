@@ -2,3 +2,4 @@
 //! on its own.
 
 pub mod hl7;
+pub mod mllp;

@@ -21,7 +21,9 @@ use crate::model::{
 };
 
 pub use state::{Footprint, PatientState, Sample, StateCounts};
-pub use tables::{Band, Bands, Bound, Mentation, ScoringTables, TableError, TABLE_FILES};
+pub use tables::{
+    Band, Bands, Bound, DoseInRow, GridAnchor, Mentation, ScoringTables, TableError, TABLE_FILES,
+};
 
 /// A component backed by one sample.
 pub(crate) fn component(name: &str, points: f64, s: Option<&Sample>, unit: &str) -> Component {
@@ -138,13 +140,13 @@ impl Scorer {
                     s.patient.clone_from(&ev.patient);
                     s
                 });
-                st.on_census(ev);
+                st.on_census_with(ev, &self.tables);
             }
             _ => self
                 .patients
                 .entry(ev.patient.clone())
                 .or_insert_with(|| PatientState::new(&ev.patient))
-                .on_census(ev),
+                .on_census_with(ev, &self.tables),
         }
     }
 

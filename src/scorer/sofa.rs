@@ -255,7 +255,7 @@ fn renal(st: &PatientState, w: &Window, t: &SofaTable) -> Option<Cand> {
     if let Some(b) = &mut best {
         b.note = Note::Text("creatinine");
     }
-    if let Some((per_day, s)) = urine_per_day(st, w, t) {
+    if let Some((per_day, s)) = urine_per_day(st, w, t).filter(|_| t.urine_output) {
         let mut c = cand(t.urine_per_day.points(per_day), &s, "mL/d");
         c.note = Note::Text("urine output, scaled to 24 h");
         // On equal points creatinine stays the evidence: it is the measured value.
@@ -264,6 +264,85 @@ fn renal(st: &PatientState, w: &Window, t: &SofaTable) -> Option<Cand> {
         }
     }
     best
+}
+
+/// The six organ components, in the order [`SofaHour::points`] holds them.
+pub const ORGANS: [&str; 6] = [
+    "respiration",
+    "coagulation",
+    "liver",
+    "cardiovascular",
+    "cns",
+    "renal",
+];
+
+/// One hourly row as the scorer sees it: the worst value per input and each component's points
+/// for that row alone (`None` = no data in the row). The 24 h components are the maximum of
+/// these over the window's rows, except urine output, which is summed over the whole window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SofaHour {
+    pub pf_unventilated: Option<f64>,
+    pub pf_ventilated: Option<f64>,
+    /// Counted dose (µg/kg/min) per scored drug, highest in the row.
+    pub doses: Vec<(Drug, f64)>,
+    pub map_min: Option<f64>,
+    pub gcs_min: Option<f64>,
+    /// Urine output over the 24 h window ending with this row, scaled to 24 h.
+    pub urine_per_day: Option<f64>,
+    pub bilirubin_max: Option<f64>,
+    pub creatinine_max: Option<f64>,
+    pub platelets_min: Option<f64>,
+    /// Points per component in [`ORGANS`] order.
+    pub points: [Option<u8>; 6],
+}
+
+/// Row `k` of the patient's hourly grid, scored alone. Pure: reads the state as it is, so a
+/// caller that wants the running infusions counted up to now evaluates first.
+pub fn hourly_row(st: &PatientState, k: i64, tables: &ScoringTables) -> SofaHour {
+    let t = &tables.sofa;
+    let w = Window { from: k, to: k };
+    let row = |s: Option<&Series>, lowest: bool| {
+        s.and_then(|s| s.rows.get(k))
+            .map(|a| if lowest { a.min.value } else { a.max.value })
+    };
+    let low = |params: &[Param]| {
+        params
+            .iter()
+            .filter_map(|p| row(st.series(*p), true))
+            .reduce(f64::min)
+    };
+    let doses = t
+        .drug_bands
+        .iter()
+        .filter_map(|(d, _)| row(st.derived(Derived::CountedDose(*d)), false).map(|v| (*d, v)))
+        .collect();
+    let day = Window {
+        from: k - i64::from(t.window_hours) + 1,
+        to: k,
+    };
+    let points = [
+        respiration(st, &w, t),
+        rows_cand(st, &[Param::Platelets], &w, true, &t.platelets, "10*3/uL"),
+        rows_cand(st, &[Param::Bilirubin], &w, false, &t.bilirubin, "mg/dL"),
+        cardiovascular(st, &w, t),
+        rows_cand(st, &[Param::Gcs], &w, true, &t.gcs, "{score}"),
+        renal(st, &w, t),
+    ]
+    .map(|c| c.map(|c| c.points));
+    SofaHour {
+        pf_unventilated: row(st.derived(Derived::PfUnventilated), true),
+        pf_ventilated: row(st.derived(Derived::PfVentilated), true),
+        doses,
+        map_min: low(&[Param::MapArt, Param::MapNibp]),
+        gcs_min: low(&[Param::Gcs]),
+        urine_per_day: urine_per_day(st, &day, t)
+            .filter(|_| t.urine_output)
+            .map(|(v, _)| v),
+        bilirubin_max: row(st.series(Param::Bilirubin), false),
+        creatinine_max: row(st.series(Param::Creatinine), false),
+        platelets_min: low(&[Param::Platelets]),
+        points,
+    }
 }
 
 /// Doses running at `now` (rate > 0, reported within the carry limit), run-time not required.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::model::{CensusEvent, CensusKind, Drug, Observation, Param, Score, Timestamp};
 use crate::model::{HOUR_MS, MINUTE_MS};
 
-use super::tables::ScoringTables;
+use super::tables::{DoseInRow, GridAnchor, ScoringTables};
 
 /// Hourly rows kept beyond the scoring window (the partial row and one spare).
 const EXTRA_ROWS: i64 = 2;
@@ -398,7 +398,17 @@ impl PatientState {
         f
     }
 
+    /// Census with the default grid (row 0 ends at the admit time).
     pub fn on_census(&mut self, ev: &CensusEvent) {
+        self.on_census_anchored(ev, GridAnchor::Admit);
+    }
+
+    /// Census with the grid anchor the SOFA table asks for.
+    pub fn on_census_with(&mut self, ev: &CensusEvent, tables: &ScoringTables) {
+        self.on_census_anchored(ev, tables.sofa.anchor);
+    }
+
+    fn on_census_anchored(&mut self, ev: &CensusEvent, anchor: GridAnchor) {
         if ev.unit.is_some() {
             self.unit.clone_from(&ev.unit);
         }
@@ -409,7 +419,7 @@ impl PatientState {
             self.weight_kg = Some(w);
         }
         if ev.kind == CensusKind::Admit && !self.anchor_from_admit {
-            self.set_anchor(ev.time);
+            self.set_anchor(anchor.anchor(ev.time));
             self.anchor_from_admit = true;
         }
     }
@@ -432,6 +442,11 @@ impl PatientState {
     /// Row k covers (anchor + (k−1) h, anchor + k h].
     pub(crate) fn row_of(&self, t: Timestamp) -> i64 {
         row_index(self.anchor.unwrap_or(t), t)
+    }
+
+    /// The hourly row that holds time `t`: row k covers (anchor + (k−1) h, anchor + k h].
+    pub fn row_at(&self, t: Timestamp) -> i64 {
+        self.row_of(t)
     }
 
     /// End of row k.
@@ -654,7 +669,13 @@ impl PatientState {
         let keep = self.keep_row_from(hw, tables);
         let (k0, k1) = (self.row_of(from).max(keep), self.row_of(end));
         for k in k0..=k1 {
-            let time = self.row_end(k).min(end).max(from);
+            let row_end = self.row_end(k);
+            // mimic-code: a row holds the rate running up to its end (start < end ≤ stop).
+            if tables.sofa.dose_in_row == DoseInRow::AtRowEnd && !(from < row_end && row_end <= end)
+            {
+                continue;
+            }
+            let time = row_end.min(end).max(from);
             let s = Sample {
                 value: inf.rate.value,
                 time,
@@ -725,7 +746,9 @@ pub(crate) fn row_index(anchor: Timestamp, t: Timestamp) -> i64 {
 
 /// P/F in mmHg from PaO2 (mmHg) and FiO2 (%).
 pub fn pf_ratio(pao2: f64, fio2_pct: f64) -> Option<f64> {
-    (fio2_pct > 0.0 && fio2_pct <= 100.0).then(|| pao2 / (fio2_pct / 100.0))
+    // 100 · PaO2 / FiO2 rather than PaO2 / (FiO2 / 100): exact for whole numbers, so a ratio
+    // of exactly 300 or 400 is not pushed across a band by rounding (84 / 0.28 ≠ 300 in f64).
+    (fio2_pct > 0.0 && fio2_pct <= 100.0).then(|| 100.0 * pao2 / fio2_pct)
 }
 
 /// Rice 2007: S/F = intercept + slope · P/F, so P/F = (S/F − intercept) / slope.

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::de::{DeTable, ValueDeserializer};
 use toml::Spanned;
 
-use crate::model::{Drug, Param, MINUTE_MS};
+use crate::model::{Drug, Param, Timestamp, HOUR_MS, MINUTE_MS};
 
 /// The files a scoring directory holds.
 pub const TABLE_FILES: [&str; 4] = ["qsofa.toml", "sofa.toml", "news2.toml", "shock.toml"];
@@ -102,9 +102,44 @@ pub struct SfEstimate {
     pub slope: f64,
 }
 
+/// Where the hourly SOFA grid is anchored (`[window] anchor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GridAnchor {
+    /// Row 0 ends at the admit time itself.
+    Admit,
+    /// Row 0 ends at the admit time plus 59 min, truncated to the clock hour (mimic-code's
+    /// `icustay_hourly`): rows end on whole clock hours.
+    ClockHour,
+}
+
+impl GridAnchor {
+    /// The end of row 0 for an admission at `admit`.
+    pub fn anchor(self, admit: Timestamp) -> Timestamp {
+        match self {
+            GridAnchor::Admit => admit,
+            GridAnchor::ClockHour => {
+                let t = admit.millis().saturating_add(59 * MINUTE_MS);
+                Timestamp(t - t.rem_euclid(HOUR_MS))
+            }
+        }
+    }
+}
+
+/// Which dose of an infusion an hourly row holds (`[cardiovascular] dose_in_row`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DoseInRow {
+    /// The highest counted rate at any time in the row (worst value per hour, like every
+    /// other component).
+    Worst,
+    /// Only the rate running up to the row's end (mimic-code: infusion start < row end ≤
+    /// infusion end).
+    AtRowEnd,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SofaTable {
     pub window_hours: u32,
+    pub anchor: GridAnchor,
     pub baseline_min_components: usize,
     pub fio2_pair_window_ms: i64,
     pub ventilation_window_ms: i64,
@@ -118,6 +153,7 @@ pub struct SofaTable {
     pub map: Bands,
     pub min_infusion_ms: i64,
     pub dose_carry_max_ms: i64,
+    pub dose_in_row: DoseInRow,
     /// Scored drugs and their bands (dopamine, dobutamine, epinephrine, norepinephrine).
     pub drug_bands: Vec<(Drug, Bands)>,
     /// NE-equivalent weights per drug.
@@ -127,6 +163,25 @@ pub struct SofaTable {
     pub creatinine: Bands,
     pub urine_per_day: Bands,
     pub urine_min_documented_ms: i64,
+    /// False: renal scores creatinine only.
+    pub urine_output: bool,
+}
+
+impl SofaTable {
+    /// The preset that reproduces mimic-code's hourly SOFA (`vigil evaluate mimic-sofa
+    /// --mimic-compatible`, docs/sofa-agreement.md): clock-hour grid, the dose running at each
+    /// row's end with no minimum run time, FiO2 only from the same blood gas (same time), and
+    /// no urine output (mimic-code's urine rate needs heart-rate charting the demo lacks).
+    pub fn mimic_compatible(&self) -> SofaTable {
+        SofaTable {
+            anchor: GridAnchor::ClockHour,
+            dose_in_row: DoseInRow::AtRowEnd,
+            min_infusion_ms: 0,
+            fio2_pair_window_ms: 0,
+            urine_output: false,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -294,6 +349,14 @@ impl ScoringTables {
             Ok(t) => t,
             // The embedded files are checked by a unit test; reaching this is a build defect.
             Err(errors) => unreachable!("embedded scoring tables are invalid: {errors:?}"),
+        }
+    }
+
+    /// The same tables with SOFA set to [`SofaTable::mimic_compatible`].
+    pub fn mimic_compatible(&self) -> ScoringTables {
+        ScoringTables {
+            sofa: self.sofa.mimic_compatible(),
+            ..self.clone()
         }
     }
 
@@ -653,6 +716,8 @@ fn parse_qsofa(c: &mut Ctx<'_>) -> Option<QsofaTable> {
 #[serde(deny_unknown_fields)]
 struct WindowRaw {
     hours: Spanned<i64>,
+    #[serde(default)]
+    anchor: Option<Spanned<String>>,
     baseline_min_components: Spanned<i64>,
 }
 
@@ -695,6 +760,8 @@ struct CardioRaw {
     map: RawBands,
     min_infusion_min: Spanned<i64>,
     dose_carry_max_min: Spanned<i64>,
+    #[serde(default)]
+    dose_in_row: Option<Spanned<String>>,
     dopamine: RawBands,
     dobutamine: RawBands,
     epinephrine: RawBands,
@@ -715,6 +782,12 @@ struct RenalRaw {
     creatinine: RawBands,
     urine_per_day: RawBands,
     urine_min_documented_h: Spanned<i64>,
+    #[serde(default = "yes")]
+    urine_output: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
@@ -758,12 +831,27 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
         }
     });
 
+    let anchor = match window.as_ref().and_then(|w| w.anchor.as_ref()) {
+        None => Some(GridAnchor::Admit),
+        Some(a) => match a.get_ref().as_str() {
+            "admit" => Some(GridAnchor::Admit),
+            "clock_hour" => Some(GridAnchor::ClockHour),
+            other => {
+                c.err(
+                    a.span(),
+                    format!("window.anchor `{other}`: expected \"admit\" or \"clock_hour\""),
+                );
+                None
+            }
+        },
+    };
+
     let mut resp_out = None;
     if let Some(r) = &resp {
         let pair = c.minutes(
             "respiration.fio2_pair_window_min",
             &r.fio2_pair_window_min,
-            1,
+            0,
             DAY_MIN,
         );
         let vent = c.minutes(
@@ -828,6 +916,22 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
             1,
             DAY_MIN,
         );
+        let in_row = match cv.dose_in_row.as_ref() {
+            None => Some(DoseInRow::Worst),
+            Some(d) => match d.get_ref().as_str() {
+                "worst" => Some(DoseInRow::Worst),
+                "at_row_end" => Some(DoseInRow::AtRowEnd),
+                other => {
+                    c.err(
+                        d.span(),
+                        format!(
+                            "cardiovascular.dose_in_row `{other}`: expected \"worst\" or \"at_row_end\""
+                        ),
+                    );
+                    None
+                }
+            },
+        };
         let drugs = [
             (Drug::Dopamine, &cv.dopamine),
             (Drug::Dobutamine, &cv.dobutamine),
@@ -855,7 +959,15 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
                 _ => ok = false,
             }
         }
-        cardio_out = (|| Some((map?, min_inf?, carry?, ok.then_some((drug_bands, nee))?)))();
+        cardio_out = (|| {
+            Some((
+                map?,
+                min_inf?,
+                carry?,
+                in_row?,
+                ok.then_some((drug_bands, nee))?,
+            ))
+        })();
     }
 
     let mut cns_out = None;
@@ -883,16 +995,17 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
             );
             None
         };
-        renal_out = (|| Some((cr?, uo?, doc?)))();
+        renal_out = (|| Some((cr?, uo?, doc?, x.urine_output)))();
     }
 
     let (pair, vent, params, pv, pu, sf) = resp_out?;
-    let (map, min_inf, carry, (drug_bands, nee)) = cardio_out?;
+    let (map, min_inf, carry, dose_in_row, (drug_bands, nee)) = cardio_out?;
     let (gcs, gcs_win) = cns_out?;
-    let (creatinine, urine, urine_doc) = renal_out?;
+    let (creatinine, urine, urine_doc, urine_output) = renal_out?;
     let resp = resp?;
     Some(SofaTable {
         window_hours: hours?,
+        anchor: anchor?,
         baseline_min_components: baseline?,
         fio2_pair_window_ms: pair,
         ventilation_window_ms: vent,
@@ -906,6 +1019,7 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
         map,
         min_infusion_ms: min_inf,
         dose_carry_max_ms: carry,
+        dose_in_row,
         drug_bands,
         nee_weights: nee,
         gcs,
@@ -913,6 +1027,7 @@ fn parse_sofa(c: &mut Ctx<'_>) -> Option<SofaTable> {
         creatinine,
         urine_per_day: urine,
         urine_min_documented_ms: urine_doc,
+        urine_output,
     })
 }
 

@@ -39,7 +39,6 @@ pub async fn run(
     mut input: Subscriber<IngestRecord>,
     output: Publisher<ScoreSet>,
     metrics: Arc<Metrics>,
-    hypercapnic_beds: Vec<String>,
     mut on_scores: impl FnMut(&ScoreSet) + Send,
 ) -> Scorer {
     let mut pending: Option<(String, Timestamp)> = None;
@@ -65,12 +64,7 @@ pub async fn run(
         }
         if scorer.ingest(&rec).is_some() {
             pending = key;
-        } else if let IngestRecord::Census(ev) = &rec {
-            // NEWS2 SpO2 scale 2 follows the bed the site configured for it.
-            if let Some(bed) = &ev.bed {
-                let on = hypercapnic_beds.iter().any(|b| b == bed);
-                scorer.set_hypercapnic(&ev.patient, on);
-            }
+        } else if let IngestRecord::Census(_) = &rec {
             metrics.patients.set(scorer.patients() as i64);
         }
     }

@@ -191,3 +191,23 @@ fn channel_of_takes_the_first_three_levels() {
     assert_eq!(channel_of("1.1.2"), "1.1.2");
     assert_eq!(channel_of(""), "");
 }
+
+#[test]
+fn spo2_with_a_weak_pulse_signal_is_an_artifact() {
+    let mut n = norm();
+    admit(&mut n, "V2", "MRN2", "BED02", "60");
+    let msg = |spo2: &str, pi: &str| {
+        format!("MSH|^~\\&|GW|ICU|||20260105080000||ORU^R01^ORU_R01|S{spo2}|P|2.6\rPID|||\rPV1||I|ICU-A^^BED02\rOBR|1||F1|69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC|||20260105080000\rOBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|{spo2}|262688^MDC_DIM_PERCENT^MDC|||||R|||20260105080000||||MON2\rOBX|2|NM|150448^MDC_PULS_OXIM_PERF_REL^MDC|1.3.1.3|{pi}|262688^MDC_DIM_PERCENT^MDC|||||R|||20260105080000||||MON2\r")
+    };
+    let out = n
+        .hl7("monitors", msg("52", "0.2").as_bytes(), t0())
+        .unwrap();
+    let obs = observations(&out);
+    assert_eq!(find(&obs, Param::SpO2).quality, vec![Quality::Artifact]);
+    assert!(find(&obs, Param::PerfusionIndex).is_usable());
+    // At the 0.6 % limit the reading stands.
+    let out = n
+        .hl7("monitors", msg("88", "0.6").as_bytes(), t0())
+        .unwrap();
+    assert!(find(&observations(&out), Param::SpO2).is_usable());
+}

@@ -6,11 +6,16 @@
 //! MRG, OBR, OBX). It must not map codes or units to parameters (the normalizer's job), read a
 //! clock, or touch sockets; MLLP framing lives beside it.
 
+pub mod ack;
 pub mod decode;
 mod escape;
 mod parse;
 mod time;
 
+pub use ack::{
+    build_ack, build_unparsed_ack, encode_ack, is_ack, parse_ack, plan, plan_with, AckCode,
+    AckCompat, AckErr, AckMode, AckParseError, ErrLocation, Outcome, ParsedAck,
+};
 pub use decode::{
     decode, AdtEvent, CodedValue, DecodeError, DecodeOptions, Decoded, Location, ObsGroup,
     ObservationReport, ObxRow, PatientIdentifier, PatientIds,

@@ -3,6 +3,7 @@
 pub mod demo;
 pub mod format;
 pub mod hl7_writer;
+pub mod mimic;
 pub mod physionet;
 
 pub use format::{
