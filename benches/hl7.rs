@@ -3,7 +3,11 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 
+use vigil::model::Timestamp;
+use vigil::normalize::{NormalizeSettings, NormalizeTables, Normalizer};
 use vigil::protocol::hl7::{decode, parse, DecodeOptions, Decoded};
+
+const ADMIT: &str = "MSH|^~\\&|ADT|HOSP|VIGIL|ICU|20250301100000||ADT^A01^ADT_A01|A1|P|2.5\rEVN|A01|20250301100000\rPID|||HO2009001^^^^MR||Doe^Jane\rPV1||I|3 West ICU^3002^1||||||||||||||||V1\rOBX|1|NM|29463-7^Body weight^LN||70|kg|||||F\r";
 
 /// A bedside monitor report shaped like the IHE PCD-01 Philips example: MDS/VMD/channel rows,
 /// NIBP, ECG, SpO2, temperature and respiration metrics.
@@ -60,6 +64,30 @@ fn bench(c: &mut Criterion) {
                     Ok(Decoded::Observations(r)) => r.groups.len(),
                     _ => 0,
                 }
+            })
+        });
+    }
+    // Parse + decode + normalize: codes, units, plausibility, artifacts, patient from the census.
+    let mut normalizer = Normalizer::new(
+        NormalizeTables::builtin().expect("built-in tables"),
+        NormalizeSettings::default(),
+    );
+    let t = Timestamp::parse_rfc3339("2025-03-01T10:15:01Z").expect("time");
+    normalizer.hl7("adt", ADMIT.as_bytes(), t).expect("admit");
+    let n = normalizer
+        .hl7("monitors", input, t)
+        .expect("fixture normalizes");
+    assert_eq!(n.unassociated, 0);
+    for (unit, tp) in [
+        ("msgs", Throughput::Elements(1)),
+        ("bytes", Throughput::Bytes(input.len() as u64)),
+    ] {
+        g.throughput(tp);
+        g.bench_with_input(BenchmarkId::new("parse_normalize", unit), input, |b, i| {
+            b.iter(|| {
+                normalizer
+                    .hl7("monitors", black_box(i), t)
+                    .map(|n| n.records.len())
             })
         });
     }

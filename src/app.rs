@@ -22,7 +22,8 @@ use crate::config::{Config, SinkConfig, SourceConfig, Speed};
 use crate::model::{Alert, AlertState, IngestRecord, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
-use crate::sources::replay::source::{run_blocking, DeadLetter, ReplayContext, ReplayStats};
+use crate::sources::deadletter::DeadLetterStore;
+use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::telemetry::Metrics;
 
 /// A recording to replay: a file or bytes built into the binary.
@@ -54,8 +55,8 @@ pub struct RunOptions {
     pub alerts_out: Option<PathBuf>,
     /// Every score set as JSON lines.
     pub scores_out: Option<PathBuf>,
-    /// Rejected messages as JSON lines.
-    pub dead_letters_out: Option<PathBuf>,
+    /// Keep rejected messages in a dead-letter store in this directory.
+    pub dead_letters: Option<PathBuf>,
 }
 
 /// Per bed (and patient): what happened over the run.
@@ -206,6 +207,14 @@ pub async fn run_pipeline(
         None => None,
     };
 
+    let dead_letters = match &opts.dead_letters {
+        Some(dir) => Some(Arc::new(Mutex::new(
+            DeadLetterStore::open(dir, cfg.storage.deadletter_max_bytes)
+                .context("dead-letter store")?,
+        ))),
+        None => None,
+    };
+
     let summary = Arc::new(Mutex::new(Summary::default()));
 
     // Scorer stage.
@@ -308,6 +317,7 @@ pub async fn run_pipeline(
         let st = stop.clone();
         let rt = tokio::runtime::Handle::current();
         let name = plan.name.clone();
+        let dl = dead_letters.clone();
         source_tasks.push((
             plan.name,
             tokio::task::spawn_blocking(move || {
@@ -317,6 +327,7 @@ pub async fn run_pipeline(
                     metrics: m,
                     stop: st,
                     rt,
+                    dead_letters: dl,
                 };
                 run_blocking(&name, input, plan.speed, ctx)
             }),
@@ -325,13 +336,11 @@ pub async fn run_pipeline(
     drop(obs_tx);
 
     let mut report = RunReport::default();
-    let mut dead: Vec<DeadLetter> = Vec::new();
     for (name, t) in source_tasks {
         match t.await {
             Ok(Ok(stats)) => {
                 tracing::info!(source = %name, entries = stats.entries, records = stats.records,
                     rejected = stats.rejected, "source finished");
-                dead.extend(stats.dead_letters.iter().cloned());
                 report.replay.push(stats);
             }
             Ok(Err(e)) => {
@@ -346,12 +355,6 @@ pub async fn run_pipeline(
     metrics.ready.set(0);
     tracing::info!(patients = scorer.patients(), "pipeline drained");
 
-    if let Some(p) = &opts.dead_letters_out {
-        let mut f = JsonlSink::create(p)?;
-        for d in &dead {
-            f.write(d)?;
-        }
-    }
     let s = summary
         .lock()
         .map_err(|_| anyhow::anyhow!("summary lock poisoned"))?;

@@ -64,7 +64,8 @@ enum Command {
         /// Write every score set as JSON lines.
         #[arg(long)]
         scores: Option<PathBuf>,
-        /// Write rejected messages (raw text and reason) as JSON lines.
+        /// Keep rejected messages (raw bytes, reason) in a dead-letter store in this directory;
+        /// list them with `vigil deadletters --dir DIR`.
         #[arg(long)]
         dead_letters: Option<PathBuf>,
         /// Config for tables, site settings and sinks (its sources are ignored).
@@ -88,6 +89,22 @@ enum Command {
     },
     /// Print a commented example config to standard output.
     GenerateConfig,
+    /// List rejected messages kept in the dead-letter store: time, source, peer, reason, and
+    /// the raw message.
+    Deadletters {
+        /// The store of this config's `[storage] dir`.
+        #[arg(long, short, conflicts_with = "dir")]
+        config: Option<PathBuf>,
+        /// A dead-letter directory (e.g. one given to `vigil replay --dead-letters`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Show at most the newest N.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print each record as one JSON line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make recordings: the seeded demo generator.
     #[command(subcommand)]
     Recording(RecordingCommand),
@@ -194,6 +211,45 @@ fn stop_on_signals(token: CancellationToken) {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Deadletters {
+            config,
+            dir,
+            limit,
+            json,
+        } => {
+            let dir = match (config, dir) {
+                (Some(c), _) => load_config(&c)?.storage.deadletter_dir(),
+                (None, Some(d)) => d,
+                (None, None) => anyhow::bail!("give --config FILE or --dir DIR"),
+            };
+            let all = vigil::sources::deadletter::list(&dir)?;
+            let shown = &all[all.len().saturating_sub(limit)..];
+            if json {
+                for d in shown {
+                    println!("{}", serde_json::to_string(d)?);
+                }
+            } else {
+                println!(
+                    "{} dead letter(s) in {}; newest {}:",
+                    all.len(),
+                    dir.display(),
+                    shown.len()
+                );
+                for d in shown {
+                    let raw = String::from_utf8_lossy(&d.raw()).replace('\r', "\n    ");
+                    println!(
+                        "\n{}  {}  {}  [{}] {}\n    {}",
+                        d.time,
+                        d.source,
+                        d.peer.as_deref().unwrap_or("-"),
+                        d.kind,
+                        d.reason,
+                        raw.trim_end()
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::GenerateConfig => {
             print!("{}", vigil::config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
@@ -340,7 +396,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 RunOptions {
                     alerts_out: alerts,
                     scores_out: scores,
-                    dead_letters_out: dead_letters,
+                    dead_letters,
                 },
                 !no_console,
             )
@@ -363,10 +419,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     None => None,
                 };
                 tracing::info!(sources = cfg.sources.len(), "vigil running");
+                let opts = RunOptions {
+                    dead_letters: Some(cfg.storage.deadletter_dir()),
+                    ..RunOptions::default()
+                };
                 let plan = app::plan_sources(&cfg);
-                let report =
-                    app::run_pipeline(&cfg, plan, RunOptions::default(), metrics, stop.clone())
-                        .await?;
+                let report = app::run_pipeline(&cfg, plan, opts, metrics, stop.clone()).await?;
                 tracing::info!(
                     alerts = report.alerts_active,
                     score_sets = report.score_sets,

@@ -231,3 +231,26 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigterm() {
     );
     assert!(Path::new(&alerts).exists());
 }
+
+#[test]
+fn rejected_messages_are_kept_and_listed_by_deadletters() {
+    let dir = tempfile::tempdir().unwrap();
+    let dl = dir.path().join("dl");
+    let out = vigil()
+        .args(["replay", "--no-console", "--dead-letters"])
+        .arg(&dl)
+        .arg(repo().join("replay-data/demo-icu.jsonl.gz"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let list = vigil().args(["deadletters", "--dir"]).arg(&dl).output().unwrap();
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.starts_with("1 dead letter(s)"), "{text}");
+    assert!(text.contains("replay/monitors") && text.contains("[missing] missing message type (MSH-9)"), "{text}");
+    // The raw message is shown as received: the truncated MSH.
+    assert!(text.contains("MSH|^~\\&|"), "{text}");
+    let json = vigil().args(["deadletters", "--json", "--dir"]).arg(&dl).output().unwrap();
+    let rec: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&json.stdout).trim()).unwrap();
+    assert_eq!(rec["kind"], "missing");
+}

@@ -37,6 +37,11 @@ fn decode_chunked(
             "after drain {}",
             d.buffered()
         );
+        if d.is_failed() {
+            // Spent: the server closes the connection here.
+            assert_eq!(d.held_bytes(), 0);
+            break;
+        }
     }
     out
 }

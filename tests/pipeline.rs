@@ -24,7 +24,7 @@ async fn replay(alerts: &Path, scores: Option<&Path>) -> (vigil::app::RunReport,
     let opts = RunOptions {
         alerts_out: Some(alerts.to_path_buf()),
         scores_out: scores.map(Path::to_path_buf),
-        dead_letters_out: None,
+        dead_letters: None,
     };
     let report = run_pipeline(&cfg, plan, opts, metrics.clone(), CancellationToken::new())
         .await

@@ -31,6 +31,7 @@ pub struct Config {
     pub bus: BusConfig,
     pub http: HttpConfig,
     pub log: LogConfig,
+    pub storage: StorageConfig,
     pub sources: Vec<SourceConfig>,
     pub alerting: AlertingConfig,
     pub normalize_tables: NormalizeTables,
@@ -46,6 +47,7 @@ struct RawConfig {
     bus: Option<Spanned<toml::Value>>,
     http: Option<Spanned<toml::Value>>,
     log: Option<Spanned<toml::Value>>,
+    storage: Option<Spanned<toml::Value>>,
     #[serde(default)]
     source: Vec<Spanned<toml::Value>>,
     alerting: Option<Spanned<toml::Value>>,
@@ -140,6 +142,8 @@ impl Config {
         let bus: BusConfig = section(file, src, "bus", raw.bus.is_some(), &mut problems);
         let http: HttpConfig = section(file, src, "http", raw.http.is_some(), &mut problems);
         let log: LogConfig = section(file, src, "log", raw.log.is_some(), &mut problems);
+        let mut storage: StorageConfig =
+            section(file, src, "storage", raw.storage.is_some(), &mut problems);
         let mut alerting: AlertingConfig =
             section(file, src, "alerting", raw.alerting.is_some(), &mut problems);
 
@@ -165,6 +169,25 @@ impl Config {
                 base.join(p)
             }
         };
+
+        storage.dir = resolve(&storage.dir);
+        if storage.deadletter_max_bytes < 4096 {
+            problems.push(Problem::new(
+                file,
+                None,
+                "[storage]: deadletter_max_bytes must be at least 4096",
+            ));
+        }
+        if storage.dir.exists() && !storage.dir.is_dir() {
+            problems.push(Problem::new(
+                file,
+                None,
+                format!(
+                    "[storage]: {} exists and is not a directory",
+                    storage.dir.display()
+                ),
+            ));
+        }
 
         let mut sources = Vec::new();
         for s in raw.source {
@@ -299,6 +322,7 @@ impl Config {
                     bus,
                     http,
                     log,
+                    storage,
                     sources,
                     alerting,
                     normalize_tables,

@@ -215,3 +215,38 @@ pub struct AlertingConfig {
     #[serde(default)]
     pub sink: Vec<SinkConfig>,
 }
+
+/// Where vigil keeps what it must not lose.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Data directory (dead letters now; the spool and alert store later).
+    #[serde(default = "default_data_dir")]
+    pub dir: PathBuf,
+    /// Bound on the dead-letter store on disk.
+    #[serde(default = "default_deadletter_bytes")]
+    pub deadletter_max_bytes: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("vigil-data")
+}
+
+fn default_deadletter_bytes() -> u64 {
+    64 << 20
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            dir: default_data_dir(),
+            deadletter_max_bytes: default_deadletter_bytes(),
+        }
+    }
+}
+
+impl StorageConfig {
+    pub fn deadletter_dir(&self) -> PathBuf {
+        self.dir.join("deadletters")
+    }
+}

@@ -442,7 +442,10 @@ pub fn read_reference(path: &Path) -> Result<Vec<ReferenceRow>, EvaluateError> {
         col("starttime")?,
         col("endtime")?,
     );
-    let day_cols: Vec<usize> = COLUMNS_24H.iter().map(|c| col(c)).collect::<Result<_, _>>()?;
+    let day_cols: Vec<usize> = COLUMNS_24H
+        .iter()
+        .map(|c| col(c))
+        .collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for rec in r.records() {
         let rec = rec.map_err(|e| err(e.position().map_or(0, |p| p.line()), e.to_string()))?;
@@ -480,10 +483,8 @@ pub fn read_reference(path: &Path) -> Result<Vec<ReferenceRow>, EvaluateError> {
 
 /// Compares vigil's hours with the reference's, column by column.
 pub fn compare(ours: &[HourScores], reference: &[ReferenceRow]) -> Agreement {
-    let by_key: HashMap<(u64, i64), &HourScores> = ours
-        .iter()
-        .map(|h| ((h.stay_id, h.hour.hr), h))
-        .collect();
+    let by_key: HashMap<(u64, i64), &HourScores> =
+        ours.iter().map(|h| ((h.stay_id, h.hour.hr), h)).collect();
     let mut a = Agreement {
         columns: COLUMNS_24H
             .iter()
@@ -620,11 +621,12 @@ pub fn run(opts: &MimicSofaOptions) -> Result<Agreement, EvaluateError> {
     let items = MimicItems::builtin()?;
     let import = mimic::import_dir(&opts.input, &items, &opts.stays)?;
     if let Some(p) = &opts.recording {
-        crate::sources::replay::demo::write_recording(p, &import.header, &import.entries)
-            .map_err(|source| EvaluateError::Io {
+        crate::sources::replay::demo::write_recording(p, &import.header, &import.entries).map_err(
+            |source| EvaluateError::Io {
                 path: p.clone(),
                 source,
-            })?;
+            },
+        )?;
     }
     let reference_path = opts.reference.clone().or_else(|| {
         let p = opts.input.join("sofa_reference.csv");

@@ -1,4 +1,5 @@
 //! Sources own the I/O: they read bytes from the outside world, stamp receive times and hand
 //! decoded records on. They are the only stage that reads a clock.
 
+pub mod deadletter;
 pub mod replay;

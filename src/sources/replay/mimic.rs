@@ -187,16 +187,12 @@ pub struct GridHour {
 }
 
 /// mimic-code's grid for a stay (`icustay_hourly`, rows hr ≥ 0): row 0 ends at the intime + 59
-/// min truncated to the hour; the last row is ⌈(outtime − intime) / 1 h⌉.
+/// min truncated to the hour; the last row is `DATETIME_DIFF(outtime, intime, HOUR)`, the number
+/// of clock-hour boundaries between the two (so 23:03 → 15:55 a week later is 184, not 185).
 pub fn mimic_grid(intime: Timestamp, outtime: Timestamp) -> Vec<GridHour> {
-    let t = intime.millis().saturating_add(59 * 60_000);
-    let end0 = Timestamp(t - t.rem_euclid(HOUR_MS));
-    let span = outtime.since(intime);
-    let last = if span <= 0 {
-        0
-    } else {
-        (span + HOUR_MS - 1) / HOUR_MS
-    };
+    let floor = |t: i64| t - t.rem_euclid(HOUR_MS);
+    let end0 = Timestamp(floor(intime.millis().saturating_add(59 * 60_000)));
+    let last = ((floor(outtime.millis()) - floor(intime.millis())) / HOUR_MS).max(0);
     (0..=last)
         .map(|hr| {
             let end = end0.plus_ms(hr * HOUR_MS);
@@ -1076,11 +1072,14 @@ mod tests {
         let g = mimic_grid(t("2171-11-14 10:00:00"), t("2171-11-14 12:00:00"));
         assert_eq!(g[0].end, t("2171-11-14 10:00:00"));
         assert_eq!(g.last().unwrap().hr, 2);
-        let g = mimic_grid(t("2171-11-14 10:00:01"), t("2171-11-14 12:00:02"));
+        let g = mimic_grid(t("2171-11-14 10:00:01"), t("2171-11-14 12:59:59"));
         assert_eq!(g[0].end, t("2171-11-14 11:00:00"));
         assert_eq!(g[0].start, t("2171-11-14 10:00:00"));
-        // ⌈2 h 1 s⌉ = 3 rows after row 0.
-        assert_eq!(g.last().unwrap().hr, 3);
+        // Two clock-hour boundaries between 10:00:01 and 12:59:59, though 2 h 59 min pass.
+        assert_eq!(g.last().unwrap().hr, 2);
+        // Stay 31269608 of the demo: 184 rows after row 0, not ⌈184.86⌉.
+        let g = mimic_grid(t("2154-04-24 23:03:44"), t("2154-05-02 15:55:21"));
+        assert_eq!(g.last().unwrap().hr, 184);
         let g = mimic_grid(t("2171-11-14 10:00:59"), t("2171-11-14 11:00:00"));
         assert_eq!(
             g[0].end,

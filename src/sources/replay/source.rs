@@ -16,16 +16,8 @@ use crate::bus::Publisher;
 use crate::config::Speed;
 use crate::model::{IngestRecord, Timestamp};
 use crate::normalize::Normalizer;
+use crate::sources::deadletter::{DeadLetter, DeadLetterStore};
 use crate::telemetry::Metrics;
-
-/// A rejected message, kept for inspection (raw bytes, reason, where and when).
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct DeadLetter {
-    pub source: String,
-    pub receive_time: Timestamp,
-    pub reason: String,
-    pub raw: String,
-}
 
 /// What a replay did.
 #[derive(Debug, Default, Clone)]
@@ -35,11 +27,7 @@ pub struct ReplayStats {
     pub rejected: u64,
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
-    pub dead_letters: Vec<DeadLetter>,
 }
-
-/// Bound on dead letters kept in memory per replay; the counter keeps counting past it.
-const DEAD_LETTER_KEEP: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -57,6 +45,8 @@ pub struct ReplayContext {
     pub stop: CancellationToken,
     /// The runtime the publisher's futures run on (this function runs on a blocking thread).
     pub rt: tokio::runtime::Handle,
+    /// Where rejected messages are kept, if anywhere.
+    pub dead_letters: Option<Arc<Mutex<DeadLetterStore>>>,
 }
 
 /// Replays `input` into `ctx.out`. Returns when the recording ends or `ctx.stop` fires.
@@ -72,7 +62,9 @@ pub fn run_blocking(
         metrics,
         stop,
         rt,
+        dead_letters,
     } = ctx;
+    let dl = dead_letters.as_deref();
     let mut reader = RecordingReader::from_reader(input)?;
     let mut stats = ReplayStats::default();
     let wall_start = Instant::now();
@@ -112,6 +104,7 @@ pub fn run_blocking(
                 reject(
                     &mut stats,
                     &metrics,
+                    dl,
                     &source_label,
                     entry.t,
                     "payload",
@@ -125,6 +118,7 @@ pub fn run_blocking(
             reject(
                 &mut stats,
                 &metrics,
+                dl,
                 &source_label,
                 entry.t,
                 "unsupported",
@@ -144,6 +138,7 @@ pub fn run_blocking(
                 reject(
                     &mut stats,
                     &metrics,
+                    dl,
                     &source_label,
                     entry.t,
                     e.kind(),
@@ -182,9 +177,11 @@ fn protocol_name(p: RecordedProtocol) -> &'static str {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn reject(
     stats: &mut ReplayStats,
     metrics: &Metrics,
+    store: Option<&Mutex<DeadLetterStore>>,
     source: &str,
     t: Timestamp,
     kind: &str,
@@ -193,13 +190,15 @@ fn reject(
 ) {
     stats.rejected += 1;
     metrics.message_rejected(source, kind, reason);
-    if stats.dead_letters.len() < DEAD_LETTER_KEEP {
-        stats.dead_letters.push(DeadLetter {
-            source: source.to_string(),
-            receive_time: t,
-            reason: reason.to_string(),
-            raw: String::from_utf8_lossy(raw).into_owned(),
-        });
+    if let Some(store) = store {
+        let d = DeadLetter::new(t, source, None, kind, reason, raw);
+        let r = match store.lock() {
+            Ok(mut s) => s.append(&d),
+            Err(p) => p.into_inner().append(&d),
+        };
+        if let Err(e) = r {
+            tracing::error!(error = %e, "cannot keep a rejected message in the dead-letter store");
+        }
     }
 }
 

@@ -13,10 +13,20 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (msg, text) = match rest.iter().rposition(|&b| b == 0) {
-        Some(i) => (&rest[..i], String::from_utf8_lossy(&rest[i + 1..]).into_owned()),
+        Some(i) => (
+            &rest[..i],
+            String::from_utf8_lossy(&rest[i + 1..]).into_owned(),
+        ),
         None => (rest, String::from("fuzz |^~\\&# text")),
     };
-    let codes = [AckCode::AA, AckCode::AE, AckCode::AR, AckCode::CA, AckCode::CE, AckCode::CR];
+    let codes = [
+        AckCode::AA,
+        AckCode::AE,
+        AckCode::AR,
+        AckCode::CA,
+        AckCode::CE,
+        AckCode::CR,
+    ];
     let code = codes[usize::from(sel) % codes.len()];
     match parse(msg) {
         Ok(m) => {
