@@ -23,6 +23,7 @@ use crate::model::{Alert, AlertState, IngestRecord, ScoreKind, ScoreSet, Timesta
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
+use crate::sources::mllp::{MllpContext, MllpSource, MllpSourceConfig};
 use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::telemetry::Metrics;
 
@@ -41,11 +42,33 @@ impl ReplayInput {
     }
 }
 
-/// One replay source as the pipeline runs it.
-pub struct SourcePlan {
-    pub name: String,
-    pub input: ReplayInput,
-    pub speed: Speed,
+/// One source as the pipeline runs it.
+pub enum SourcePlan {
+    /// A recording replayed on virtual time; ends with the recording.
+    Replay {
+        name: String,
+        input: ReplayInput,
+        speed: Speed,
+    },
+    /// An MLLP listener; runs until the pipeline is stopped.
+    Mllp(MllpSourceConfig),
+}
+
+impl SourcePlan {
+    pub fn replay(name: &str, input: ReplayInput, speed: Speed) -> Self {
+        SourcePlan::Replay {
+            name: name.to_string(),
+            input,
+            speed,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            SourcePlan::Replay { name, .. } => name,
+            SourcePlan::Mllp(c) => &c.name,
+        }
+    }
 }
 
 /// Extra outputs for `demo` and `replay`.
@@ -57,6 +80,8 @@ pub struct RunOptions {
     pub scores_out: Option<PathBuf>,
     /// Keep rejected messages in a dead-letter store in this directory.
     pub dead_letters: Option<PathBuf>,
+    /// Told each listener's name and bound address once it is listening (for port 0).
+    pub listening: Option<tokio::sync::mpsc::UnboundedSender<(String, std::net::SocketAddr)>>,
 }
 
 /// Per bed (and patient): what happened over the run.
@@ -141,6 +166,13 @@ impl Summary {
     }
 }
 
+enum SourceTask {
+    Replay(
+        tokio::task::JoinHandle<Result<ReplayStats, crate::sources::replay::source::ReplayError>>,
+    ),
+    Listener(tokio::task::JoinHandle<()>),
+}
+
 enum Sink {
     Console { show_transitions: bool },
     Jsonl(JsonlSink),
@@ -156,6 +188,18 @@ pub async fn run_pipeline(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<RunReport> {
+    // Ports first: a port that cannot be bound stops the run before anything else starts.
+    let mut listeners = Vec::new();
+    for plan in &sources {
+        if let SourcePlan::Mllp(c) = plan {
+            let l = MllpSource::bind(c.clone()).await?;
+            if let (Some(tx), Some(addr)) = (&opts.listening, l.local_addr()) {
+                let _ = tx.send((c.name.clone(), addr));
+            }
+            listeners.push(l);
+        }
+    }
+
     let bus = MemoryBus::new(metrics.clone());
     let cap = cfg.bus.capacity;
     let (obs_tx, obs_rx) = bus.topic::<IngestRecord>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
@@ -307,36 +351,49 @@ pub async fn run_pipeline(
     metrics.ready.set(1);
     let mut source_tasks = Vec::new();
     for plan in sources {
-        let input = plan
-            .input
+        let (name, input, speed) = match plan {
+            SourcePlan::Replay { name, input, speed } => (name, input, speed),
+            SourcePlan::Mllp(_) => continue,
+        };
+        let input = input
             .open()
-            .with_context(|| format!("source {}: cannot open the recording", plan.name))?;
-        let normalizer = normalizer.clone();
-        let tx = obs_tx.clone();
-        let m = metrics.clone();
-        let st = stop.clone();
-        let rt = tokio::runtime::Handle::current();
-        let name = plan.name.clone();
-        let dl = dead_letters.clone();
-        source_tasks.push((
-            plan.name,
-            tokio::task::spawn_blocking(move || {
-                let ctx = ReplayContext {
-                    normalizer,
-                    out: tx,
-                    metrics: m,
-                    stop: st,
-                    rt,
-                    dead_letters: dl,
-                };
-                run_blocking(&name, input, plan.speed, ctx)
-            }),
-        ));
+            .with_context(|| format!("source {name}: cannot open the recording"))?;
+        let ctx = ReplayContext {
+            normalizer: normalizer.clone(),
+            out: obs_tx.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+            rt: tokio::runtime::Handle::current(),
+            dead_letters: dead_letters.clone(),
+        };
+        let task_name = name.clone();
+        let task = tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
+        source_tasks.push((name, SourceTask::Replay(task)));
+    }
+    for listener in listeners {
+        let ctx = MllpContext {
+            normalizer: normalizer.clone(),
+            out: obs_tx.clone(),
+            metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
+            stop: stop.clone(),
+        };
+        let name = listener.name().to_string();
+        source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
     }
     drop(obs_tx);
 
     let mut report = RunReport::default();
     for (name, t) in source_tasks {
+        let t = match t {
+            SourceTask::Replay(t) => t,
+            SourceTask::Listener(h) => {
+                if let Err(e) = h.await {
+                    return Err(anyhow::anyhow!("source {name} crashed: {e}"));
+                }
+                continue;
+            }
+        };
         match t.await {
             Ok(Ok(stats)) => {
                 tracing::info!(source = %name, entries = stats.entries, records = stats.records,
@@ -380,11 +437,12 @@ pub fn plan_sources(cfg: &Config) -> Vec<SourcePlan> {
     cfg.sources
         .iter()
         .map(|s| match s {
-            SourceConfig::Replay { name, path, speed } => SourcePlan {
+            SourceConfig::Replay { name, path, speed } => SourcePlan::Replay {
                 name: name.clone(),
                 input: ReplayInput::File(path.clone()),
                 speed: *speed,
             },
+            SourceConfig::Mllp(c) => SourcePlan::Mllp(c.clone()),
         })
         .collect()
 }

@@ -340,11 +340,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 show_transitions: transitions,
             });
             cfg.http.listen = listen;
-            let plan = vec![SourcePlan {
-                name: "demo".into(),
-                input: ReplayInput::Bytes(DEMO_RECORDING),
+            let plan = vec![SourcePlan::replay(
+                "demo",
+                ReplayInput::Bytes(DEMO_RECORDING),
                 speed,
-            }];
+            )];
             replay_and_report(
                 cfg,
                 plan,
@@ -385,11 +385,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !recording.exists() {
                 anyhow::bail!("recording {} does not exist", recording.display());
             }
-            let plan = vec![SourcePlan {
-                name: "replay".into(),
-                input: ReplayInput::File(recording),
+            let plan = vec![SourcePlan::replay(
+                "replay",
+                ReplayInput::File(recording),
                 speed,
-            }];
+            )];
             replay_and_report(
                 cfg,
                 plan,
@@ -397,6 +397,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     alerts_out: alerts,
                     scores_out: scores,
                     dead_letters,
+                    listening: None,
                 },
                 !no_console,
             )

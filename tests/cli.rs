@@ -242,15 +242,31 @@ fn rejected_messages_are_kept_and_listed_by_deadletters() {
         .arg(repo().join("replay-data/demo-icu.jsonl.gz"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let list = vigil().args(["deadletters", "--dir"]).arg(&dl).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = vigil()
+        .args(["deadletters", "--dir"])
+        .arg(&dl)
+        .output()
+        .unwrap();
     assert!(list.status.success());
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(text.starts_with("1 dead letter(s)"), "{text}");
-    assert!(text.contains("replay/monitors") && text.contains("[missing] missing message type (MSH-9)"), "{text}");
+    assert!(
+        text.contains("replay/monitors") && text.contains("[missing] missing message type (MSH-9)"),
+        "{text}"
+    );
     // The raw message is shown as received: the truncated MSH.
     assert!(text.contains("MSH|^~\\&|"), "{text}");
-    let json = vigil().args(["deadletters", "--json", "--dir"]).arg(&dl).output().unwrap();
-    let rec: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&json.stdout).trim()).unwrap();
+    let json = vigil()
+        .args(["deadletters", "--json", "--dir"])
+        .arg(&dl)
+        .output()
+        .unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&json.stdout).trim()).unwrap();
     assert_eq!(rec["kind"], "missing");
 }

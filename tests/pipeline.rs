@@ -16,15 +16,16 @@ fn demo_recording() -> PathBuf {
 async fn replay(alerts: &Path, scores: Option<&Path>) -> (vigil::app::RunReport, Arc<Metrics>) {
     let cfg = Config::embedded().unwrap();
     let metrics = Arc::new(Metrics::new());
-    let plan = vec![SourcePlan {
-        name: "demo".into(),
-        input: ReplayInput::File(demo_recording()),
-        speed: Speed::Max,
-    }];
+    let plan = vec![SourcePlan::replay(
+        "demo",
+        ReplayInput::File(demo_recording()),
+        Speed::Max,
+    )];
     let opts = RunOptions {
         alerts_out: Some(alerts.to_path_buf()),
         scores_out: scores.map(Path::to_path_buf),
         dead_letters: None,
+        listening: None,
     };
     let report = run_pipeline(&cfg, plan, opts, metrics.clone(), CancellationToken::new())
         .await

@@ -206,6 +206,35 @@ impl Config {
                             format!("[[source]]: the name {:?} is used twice", sc.name()),
                         ));
                     }
+                    if let SourceConfig::Mllp(c) = &sc {
+                        let clash = sources.iter().any(|x: &SourceConfig| {
+                            matches!(x, SourceConfig::Mllp(o) if o.listen == c.listen && c.listen.port() != 0)
+                        });
+                        if clash {
+                            problems.push(Problem::new(
+                                file,
+                                line,
+                                format!(
+                                    "[[source]] {:?}: another source already listens on {}",
+                                    c.name, c.listen
+                                ),
+                            ));
+                        }
+                        if c.max_frame_bytes < 1024 {
+                            problems.push(Problem::new(file, line, format!(
+                                "[[source]] {:?}: max_frame_bytes {} is too small for any HL7 message (at least 1024)", c.name, c.max_frame_bytes)));
+                        }
+                        if c.max_connections == 0 {
+                            problems.push(Problem::new(
+                                file,
+                                line,
+                                format!(
+                                    "[[source]] {:?}: max_connections must be at least 1",
+                                    c.name
+                                ),
+                            ));
+                        }
+                    }
                     match &mut sc {
                         SourceConfig::Replay { name, path, .. } => {
                             *path = resolve(path);
@@ -220,6 +249,7 @@ impl Config {
                                 ));
                             }
                         }
+                        SourceConfig::Mllp(_) => {}
                     }
                     sources.push(sc);
                 }

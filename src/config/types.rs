@@ -151,6 +151,8 @@ pub enum SourceConfig {
         #[serde(default = "default_speed")]
         speed: Speed,
     },
+    /// Listens for HL7 v2 over MLLP/TCP (device gateways, ADT, lab).
+    Mllp(crate::sources::mllp::MllpSourceConfig),
 }
 
 fn default_speed() -> Speed {
@@ -161,6 +163,7 @@ impl SourceConfig {
     pub fn name(&self) -> &str {
         match self {
             SourceConfig::Replay { name, .. } => name,
+            SourceConfig::Mllp(c) => &c.name,
         }
     }
 }

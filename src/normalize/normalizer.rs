@@ -143,6 +143,17 @@ impl Normalizer {
         receive_time: Timestamp,
     ) -> Result<Normalized, NormalizeError> {
         let msg = hl7::parse(raw)?;
+        self.message(source, &msg, receive_time)
+    }
+
+    /// Decodes and normalizes a message already parsed (the MLLP source parses once, for the
+    /// ACK and for this).
+    pub fn message(
+        &mut self,
+        source: &str,
+        msg: &hl7::Message<'_>,
+        receive_time: Timestamp,
+    ) -> Result<Normalized, NormalizeError> {
         let opts = DecodeOptions {
             default_offset_min: self.settings.default_offset_min,
         };
@@ -154,7 +165,7 @@ impl Normalizer {
             }));
         }
         let message_type = format!("{code}^{trigger}");
-        match hl7::decode(&msg, &opts)? {
+        match hl7::decode(msg, &opts)? {
             Decoded::Observations(r) => {
                 Ok(self.observations(source, &r, receive_time, message_type))
             }

@@ -2,4 +2,5 @@
 //! decoded records on. They are the only stage that reads a clock.
 
 pub mod deadletter;
+pub mod mllp;
 pub mod replay;

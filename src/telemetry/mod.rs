@@ -24,6 +24,9 @@ pub struct Metrics {
     pub bus_depth: IntGaugeVec,
     pub patients: IntGauge,
     pub ready: IntGauge,
+    pub mllp_connections: IntGaugeVec,
+    pub mllp_acks: IntCounterVec,
+    pub mllp_refused: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -118,8 +121,32 @@ impl Metrics {
         let ready = IntGauge::new("vigil_ready", "1 once every stage is running.")
             .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
         let _ = registry.register(Box::new(ready.clone()));
+        let mllp_connections = IntGaugeVec::new(
+            Opts::new(
+                "vigil_mllp_connections",
+                "Open MLLP connections, by source.",
+            ),
+            &["source"],
+        )
+        .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
+        let _ = registry.register(Box::new(mllp_connections.clone()));
+        let mllp_acks = counter(
+            &registry,
+            "vigil_mllp_acks_total",
+            "Acknowledgements sent, by source and MSA-1 code (AA, AE, AR, CA, CE, CR).",
+            &["source", "code"],
+        );
+        let mllp_refused = counter(
+            &registry,
+            "vigil_mllp_refused_total",
+            "MLLP connections or frames refused, by source and reason (too_large, idle, unterminated, busy).",
+            &["source", "reason"],
+        );
         Metrics {
             registry,
+            mllp_connections,
+            mllp_acks,
+            mllp_refused,
             messages_received,
             messages_rejected,
             observations,
