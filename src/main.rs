@@ -105,6 +105,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Load generators for measuring end-to-end throughput and latency.
+    #[command(subcommand)]
+    Loadgen(LoadgenCommand),
     /// Make recordings: the seeded demo generator.
     #[command(subcommand)]
     Recording(RecordingCommand),
@@ -136,6 +139,25 @@ enum EvaluateCommand {
         /// Differences listed per component.
         #[arg(long, default_value_t = 10)]
         show: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum LoadgenCommand {
+    /// Send IHE PCD-01 monitor messages over MLLP (one bed per connection, admitted first) and
+    /// report throughput and ACK latency p50/p99/max.
+    Mllp {
+        /// The receiver, e.g. a `vigil run` MLLP source.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        target: std::net::SocketAddr,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Messages per second over all connections; 0 = as fast as the ACKs come back.
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
     },
 }
 
@@ -249,6 +271,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Loadgen(LoadgenCommand::Mllp {
+            target,
+            connections,
+            rate,
+            duration,
+        }) => {
+            if !(duration > 0.0 && duration <= 3600.0) {
+                anyhow::bail!("--duration must be between 0 and 3600 seconds");
+            }
+            let rt = runtime()?;
+            let report = rt.block_on(vigil::sources::mllp::loadgen::run(
+                vigil::sources::mllp::loadgen::LoadgenSettings {
+                    target,
+                    connections,
+                    rate,
+                    duration: std::time::Duration::from_secs_f64(duration),
+                },
+            ));
+            println!("{}", report.render());
+            Ok(if report.accepted > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::GenerateConfig => {
             print!("{}", vigil::config::EXAMPLE);

@@ -295,7 +295,7 @@ pub fn replay(
         scorer: Scorer::new(scoring),
         grid,
         next: grid.keys().map(|s| (*s, 0)).collect(),
-        admitted: BTreeSet::new(),
+        admitted: HashMap::new(),
         out: Vec::new(),
     };
     let mut points: Vec<(Timestamp, u64, usize)> = grid
@@ -305,13 +305,27 @@ pub fn replay(
     points.sort();
     let mut at = 0usize;
     let mut counts = ReplayCounts::default();
+    // Hours that ended before their stay's admit arrived (intime a few seconds past a whole
+    // hour), scored once everything arriving with the admit has been ingested.
+    let mut deferred: Vec<(u64, usize)> = Vec::new();
     while let Some(entry) = reader.next_entry()? {
         counts.entries += 1;
+        deferred.retain(|(stay, i)| {
+            let ready = d.admitted.get(stay).is_some_and(|t| *t < entry.t);
+            if ready {
+                d.up_to(*stay, *i);
+            }
+            !ready
+        });
         while let Some((end, stay, i)) = points.get(at).copied() {
             if end >= entry.t {
                 break;
             }
-            d.up_to(stay, i);
+            if d.admitted.contains_key(&stay) {
+                d.up_to(stay, i);
+            } else {
+                deferred.push((stay, i));
+            }
             at += 1;
         }
         let payload = entry.payload()?;
@@ -331,11 +345,12 @@ pub fn replay(
             }
             d.scorer.ingest(&rec);
             if let Some((stay, CensusKind::Admit)) = census {
-                d.admitted.insert(stay);
-                // Hours that ended a moment before the admit (intime just after a whole hour).
-                d.before(stay, entry.t);
+                d.admitted.entry(stay).or_insert(entry.t);
             }
         }
+    }
+    for (stay, i) in deferred {
+        d.up_to(stay, i);
     }
     for (_, stay, i) in points.get(at..).unwrap_or_default() {
         d.up_to(*stay, *i);
@@ -350,16 +365,14 @@ struct Driver<'a> {
     grid: &'a BTreeMap<u64, Vec<GridHour>>,
     /// Per stay, the first grid hour not yet scored.
     next: HashMap<u64, usize>,
-    admitted: BTreeSet<u64>,
+    /// Admitted stays and when their admit arrived.
+    admitted: HashMap<u64, Timestamp>,
     out: Vec<HourScores>,
 }
 
 impl Driver<'_> {
-    /// Scores the stay's hours up to index `i`, once it has been admitted.
+    /// Scores the stay's hours up to index `i`.
     fn up_to(&mut self, stay: u64, i: usize) {
-        if !self.admitted.contains(&stay) {
-            return;
-        }
         while self.next.get(&stay).is_some_and(|n| *n <= i) {
             self.score_next(stay);
         }
@@ -368,13 +381,6 @@ impl Driver<'_> {
     /// Scores the stay's hours ending at or before `t`.
     fn through(&mut self, stay: u64, t: Timestamp) {
         while self.peek(stay).is_some_and(|h| h.end <= t) {
-            self.score_next(stay);
-        }
-    }
-
-    /// Scores the stay's hours ending before `t`.
-    fn before(&mut self, stay: u64, t: Timestamp) {
-        while self.peek(stay).is_some_and(|h| h.end < t) {
             self.score_next(stay);
         }
     }

@@ -1402,6 +1402,68 @@ mod tests {
     }
 
     #[test]
+    fn sofa_variant_options_parse_and_the_mimic_preset_sets_them() {
+        let t = ScoringTables::builtin();
+        assert_eq!(t.sofa.anchor, GridAnchor::Admit);
+        assert_eq!(t.sofa.dose_in_row, DoseInRow::Worst);
+        assert!(t.sofa.urine_output);
+        let m = t.mimic_compatible();
+        assert_eq!(m.sofa.anchor, GridAnchor::ClockHour);
+        assert_eq!(m.sofa.dose_in_row, DoseInRow::AtRowEnd);
+        assert_eq!((m.sofa.min_infusion_ms, m.sofa.fio2_pair_window_ms), (0, 0));
+        assert!(!m.sofa.urine_output);
+        assert_eq!(m.sofa.platelets, t.sofa.platelets, "bands unchanged");
+
+        let files = with("sofa.toml", "anchor = \"admit\"", "anchor = \"clock_hour\"");
+        assert_eq!(load(&files).unwrap().sofa.anchor, GridAnchor::ClockHour);
+        let files = with("sofa.toml", "anchor = \"admit\"", "anchor = \"midnight\"");
+        let errs = load(&files).unwrap_err();
+        assert_eq!(
+            errs[0].line,
+            line_of("sofa.toml", "anchor = \"admit\""),
+            "{errs:?}"
+        );
+        let files = with(
+            "sofa.toml",
+            "dose_in_row = \"worst\"",
+            "dose_in_row = \"first\"",
+        );
+        assert!(load(&files).is_err());
+        let files = with(
+            "sofa.toml",
+            "fio2_pair_window_min = 240",
+            "fio2_pair_window_min = 0",
+        );
+        assert_eq!(load(&files).unwrap().sofa.fio2_pair_window_ms, 0);
+    }
+
+    #[test]
+    fn clock_hour_anchor_is_admit_plus_59_min_truncated() {
+        let h = |s: &str| Timestamp::parse_rfc3339(s).unwrap();
+        let a = GridAnchor::ClockHour;
+        assert_eq!(
+            a.anchor(h("2100-01-01T10:00:00Z")),
+            h("2100-01-01T10:00:00Z")
+        );
+        assert_eq!(
+            a.anchor(h("2100-01-01T10:00:59Z")),
+            h("2100-01-01T10:00:00Z")
+        );
+        assert_eq!(
+            a.anchor(h("2100-01-01T10:01:00Z")),
+            h("2100-01-01T11:00:00Z")
+        );
+        assert_eq!(
+            a.anchor(h("2100-01-01T10:59:59Z")),
+            h("2100-01-01T11:00:00Z")
+        );
+        assert_eq!(
+            GridAnchor::Admit.anchor(h("2100-01-01T10:01:00Z")),
+            h("2100-01-01T10:01:00Z")
+        );
+    }
+
+    #[test]
     fn hypercapnic_beds_match_bed_or_unit_slash_bed() {
         let files = with(
             "news2.toml",

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod config;
+pub mod loadgen;
 pub mod source;
 
 pub use config::{AckCompatConfig, MllpSourceConfig};

@@ -1072,14 +1072,15 @@ mod tests {
         let g = mimic_grid(t("2171-11-14 10:00:00"), t("2171-11-14 12:00:00"));
         assert_eq!(g[0].end, t("2171-11-14 10:00:00"));
         assert_eq!(g.last().unwrap().hr, 2);
-        let g = mimic_grid(t("2171-11-14 10:00:01"), t("2171-11-14 12:59:59"));
+        let g = mimic_grid(t("2171-11-14 10:01:00"), t("2171-11-14 12:59:59"));
         assert_eq!(g[0].end, t("2171-11-14 11:00:00"));
         assert_eq!(g[0].start, t("2171-11-14 10:00:00"));
-        // Two clock-hour boundaries between 10:00:01 and 12:59:59, though 2 h 59 min pass.
+        // Two clock-hour boundaries between 10:01 and 12:59:59, though ~3 h pass.
         assert_eq!(g.last().unwrap().hr, 2);
         // Stay 31269608 of the demo: 184 rows after row 0, not ⌈184.86⌉.
         let g = mimic_grid(t("2154-04-24 23:03:44"), t("2154-05-02 15:55:21"));
         assert_eq!(g.last().unwrap().hr, 184);
+        // Seconds do not round up: row 0 can end up to 59 s before the admission.
         let g = mimic_grid(t("2171-11-14 10:00:59"), t("2171-11-14 11:00:00"));
         assert_eq!(
             g[0].end,

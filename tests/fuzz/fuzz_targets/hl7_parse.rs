@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         for s in m.segments() {
             for f in s.fields() {
                 let _ = f.decoded();
-                let _ = parse_ts(f.as_str());
+                let _ = parse_ts(f.as_str(), 0);
                 for r in f.repetitions() {
                     for c in r.components() {
                         let _ = c.decoded();
