@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerting::sinks::{console_line, JsonlSink, WebhookSettings, WebhookSink};
 use crate::alerting::AlertEngine;
-use crate::bus::{MemoryBus, WhenFull, TOPIC_OBSERVATIONS, TOPIC_SCORES};
+use crate::bus::{IngestBatch, MemoryBus, WhenFull, TOPIC_OBSERVATIONS, TOPIC_SCORES};
 use crate::config::{Config, SinkConfig, SourceConfig, Speed};
-use crate::model::{Alert, AlertState, IngestRecord, ScoreKind, ScoreSet, Timestamp};
+use crate::model::{Alert, AlertState, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
@@ -202,7 +202,7 @@ pub async fn run_pipeline(
 
     let bus = MemoryBus::new(metrics.clone());
     let cap = cfg.bus.capacity;
-    let (obs_tx, obs_rx) = bus.topic::<IngestRecord>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
+    let (obs_tx, obs_rx) = bus.topic::<IngestBatch>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
     let (scores_tx, mut scores_rx) = bus.topic::<ScoreSet>(TOPIC_SCORES, cap, WhenFull::Block);
 
     let normalizer = Arc::new(Mutex::new(Normalizer::new(

@@ -12,6 +12,10 @@ use tokio::sync::mpsc;
 
 use crate::telemetry::Metrics;
 
+/// The records one message produced, published together so the scorer sees a message whole
+/// (one evaluation per patient per message, in a deterministic order).
+pub type IngestBatch = Vec<crate::model::IngestRecord>;
+
 /// Topic names, as in the Kafka deployment.
 pub const TOPIC_OBSERVATIONS: &str = "vigil.observations.v1";
 pub const TOPIC_SCORES: &str = "vigil.scores.v1";

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Scorer;
-use crate::bus::{Publisher, Subscriber};
+use crate::bus::{IngestBatch, Publisher, Subscriber};
 use crate::model::{IngestRecord, ScoreSet, Timestamp};
 use crate::telemetry::Metrics;
 
@@ -33,43 +33,48 @@ impl Scorer {
     }
 }
 
-/// Runs until the observations topic ends, then returns the scorer (for summaries).
+/// Runs until the observations topic ends, then returns the scorer (for summaries). Each batch
+/// (one message) is ingested whole, then every patient it touched is evaluated once, at the
+/// newest arrival time among that patient's records, in order of first appearance.
 pub async fn run(
     mut scorer: Scorer,
-    mut input: Subscriber<IngestRecord>,
+    mut input: Subscriber<IngestBatch>,
     output: Publisher<ScoreSet>,
     metrics: Arc<Metrics>,
     mut on_scores: impl FnMut(&ScoreSet) + Send,
 ) -> Scorer {
-    let mut pending: Option<(String, Timestamp)> = None;
-    let flush =
-        |scorer: &mut Scorer, pending: &mut Option<(String, Timestamp)>| -> Option<ScoreSet> {
-            let (patient, at) = pending.take()?;
+    let mut touched: Vec<(String, Timestamp)> = Vec::new();
+    while let Some(batch) = input.next().await {
+        touched.clear();
+        let mut census = false;
+        for rec in &batch {
+            match rec {
+                IngestRecord::Census(_) => census = true,
+                IngestRecord::Observation(o) => {
+                    if let Some(p) = scorer.ingest(rec) {
+                        match touched.iter_mut().find(|(q, _)| *q == p) {
+                            Some((_, t)) => *t = (*t).max(o.receive_time),
+                            None => touched.push((p, o.receive_time)),
+                        }
+                    }
+                    continue;
+                }
+            }
+            let _ = scorer.ingest(rec);
+        }
+        if census {
+            metrics.patients.set(scorer.patients() as i64);
+        }
+        for (patient, at) in &touched {
             let started = Instant::now();
-            let set = scorer.evaluate(&patient, at);
+            let set = scorer.evaluate(patient, *at);
             metrics.stage_time("score", started.elapsed());
-            set
-        };
-    while let Some(rec) = input.next().await {
-        let key = match &rec {
-            IngestRecord::Observation(o) => o.patient.clone().map(|p| (p, o.receive_time)),
-            IngestRecord::Census(_) => None,
-        };
-        if pending.is_some() && (key.is_none() || key != pending) {
-            if let Some(set) = flush(&mut scorer, &mut pending) {
+            if let Some(set) = set {
                 if !publish(&set, &output, &metrics, &mut on_scores).await {
                     return scorer;
                 }
             }
         }
-        if scorer.ingest(&rec).is_some() {
-            pending = key;
-        } else if let IngestRecord::Census(_) = &rec {
-            metrics.patients.set(scorer.patients() as i64);
-        }
-    }
-    if let Some(set) = flush(&mut scorer, &mut pending) {
-        publish(&set, &output, &metrics, &mut on_scores).await;
     }
     metrics.patients.set(scorer.patients() as i64);
     scorer

@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{AckCompatConfig, MllpSourceConfig};
-use crate::bus::Publisher;
-use crate::model::{IngestRecord, Timestamp};
+use crate::bus::{IngestBatch, Publisher};
+use crate::model::Timestamp;
 use crate::normalize::{NormalizeError, Normalizer};
 use crate::protocol::hl7::ack::{
     build_ack, build_unparsed_ack, encode_ack, is_ack, plan_with, AckCode, AckCompat, AckErr,
@@ -29,13 +29,13 @@ use crate::protocol::hl7::ack::{
 use crate::protocol::hl7::{self, DecodeError};
 use crate::protocol::mllp::{encode_frame, FrameKind, MllpDecoder, MllpError};
 use crate::sources::deadletter::{DeadLetter, DeadLetterStore};
-use crate::sources::replay::source::count_record;
+use crate::sources::replay::source::{batch_key, count_record};
 use crate::telemetry::Metrics;
 
 /// What every connection of one listener shares.
 pub struct MllpContext {
     pub normalizer: Arc<Mutex<Normalizer>>,
-    pub out: Publisher<IngestRecord>,
+    pub out: Publisher<IngestBatch>,
     pub metrics: Arc<Metrics>,
     pub dead_letters: Option<Arc<Mutex<DeadLetterStore>>>,
     pub stop: CancellationToken,
@@ -313,21 +313,16 @@ async fn handle_message(
                     .with_label_values(&[&cfg.name])
                     .inc_by(n.unassociated as u64);
             }
-            let mut outcome = Outcome::Accepted;
-            for rec in n.records {
-                count_record(&ctx.metrics, &rec);
-                let key = match &rec {
-                    IngestRecord::Observation(o) => o.key(),
-                    IngestRecord::Census(c) => c.patient.clone(),
-                };
-                if ctx.out.publish(&key, rec).await.is_err() {
-                    // Not handed on: no AA; the sender keeps the message and retries.
-                    outcome =
-                        Outcome::Error(AckErr::new(207, "vigil is shutting down; send again"));
-                    break;
-                }
+            for rec in &n.records {
+                count_record(&ctx.metrics, rec);
             }
-            outcome
+            let key = batch_key(&n.records);
+            if n.records.is_empty() || ctx.out.publish(&key, n.records).await.is_ok() {
+                Outcome::Accepted
+            } else {
+                // Not handed on: no AA; the sender keeps the message and sends it again.
+                Outcome::Error(AckErr::new(207, "vigil is shutting down; send again"))
+            }
         }
     };
     let msh = msg.msh();

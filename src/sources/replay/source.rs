@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::format::{RecordedProtocol, RecordingReader};
-use crate::bus::Publisher;
+use crate::bus::{IngestBatch, Publisher};
 use crate::config::Speed;
 use crate::model::{IngestRecord, Timestamp};
 use crate::normalize::Normalizer;
@@ -40,7 +40,7 @@ pub enum ReplayError {
 /// Where a replay sends what it decodes, and how it is stopped.
 pub struct ReplayContext {
     pub normalizer: Arc<Mutex<Normalizer>>,
-    pub out: Publisher<IngestRecord>,
+    pub out: Publisher<IngestBatch>,
     pub metrics: Arc<Metrics>,
     pub stop: CancellationToken,
     /// The runtime the publisher's futures run on (this function runs on a blocking thread).
@@ -153,16 +153,16 @@ pub fn run_blocking(
                         .with_label_values(&[&source_label])
                         .inc_by(n.unassociated as u64);
                 }
-                for rec in n.records {
-                    count_record(&metrics, &rec);
-                    let key = match &rec {
-                        IngestRecord::Observation(o) => o.key(),
-                        IngestRecord::Census(c) => c.patient.clone(),
-                    };
-                    rt.block_on(out.publish(&key, rec))
-                        .map_err(|_| ReplayError::BusClosed)?;
-                    stats.records += 1;
+                if n.records.is_empty() {
+                    continue;
                 }
+                for rec in &n.records {
+                    count_record(&metrics, rec);
+                }
+                stats.records += n.records.len() as u64;
+                let key = batch_key(&n.records);
+                rt.block_on(out.publish(&key, n.records))
+                    .map_err(|_| ReplayError::BusClosed)?;
             }
         }
     }
@@ -199,6 +199,15 @@ fn reject(
         if let Err(e) = r {
             tracing::error!(error = %e, "cannot keep a rejected message in the dead-letter store");
         }
+    }
+}
+
+/// The partition key of a message's records: its first record's patient, else its bed.
+pub fn batch_key(records: &[IngestRecord]) -> String {
+    match records.first() {
+        Some(IngestRecord::Observation(o)) => o.key(),
+        Some(IngestRecord::Census(c)) => c.patient.clone(),
+        None => String::new(),
     }
 }
 
