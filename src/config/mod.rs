@@ -249,7 +249,18 @@ impl Config {
                                 ));
                             }
                         }
-                        SourceConfig::Mllp(_) => {}
+                        SourceConfig::Mllp(c) => {
+                            if let Some(tls) = &mut c.tls {
+                                tls.resolve(base);
+                                if let Err(e) = tls.acceptor() {
+                                    problems.push(Problem::new(
+                                        file,
+                                        line,
+                                        format!("[[source]] {:?} tls: {e}", c.name),
+                                    ));
+                                }
+                            }
+                        }
                     }
                     sources.push(sc);
                 }

@@ -5,5 +5,5 @@ pub mod config;
 pub mod loadgen;
 pub mod source;
 
-pub use config::{AckCompatConfig, MllpSourceConfig};
+pub use config::{AckCompatConfig, MllpSourceConfig, MllpTlsConfig};
 pub use source::{MllpContext, MllpSource, MllpSourceError};

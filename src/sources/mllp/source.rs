@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -48,17 +48,27 @@ pub enum MllpSourceError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS for {name}: {reason}")]
+    Tls { name: String, reason: String },
 }
 
 /// A bound listener, ready to serve.
 pub struct MllpSource {
     cfg: MllpSourceConfig,
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl MllpSource {
     /// Binds the port (so a config's ports are all checked before anything is served).
     pub async fn bind(cfg: MllpSourceConfig) -> Result<Self, MllpSourceError> {
+        let tls = match &cfg.tls {
+            Some(t) => Some(t.acceptor().map_err(|reason| MllpSourceError::Tls {
+                name: cfg.name.clone(),
+                reason,
+            })?),
+            None => None,
+        };
         let listener =
             TcpListener::bind(cfg.listen)
                 .await
@@ -66,7 +76,7 @@ impl MllpSource {
                     addr: cfg.listen,
                     source,
                 })?;
-        Ok(MllpSource { cfg, listener })
+        Ok(MllpSource { cfg, listener, tls })
     }
 
     pub fn name(&self) -> &str {
@@ -83,7 +93,8 @@ impl MllpSource {
         let ctx = Arc::new(ctx);
         let name = self.cfg.name.clone();
         let local = self.local_addr();
-        tracing::info!(source = %name, local = ?local, "mllp listening");
+        tracing::info!(source = %name, local = ?local, tls = self.tls.is_some(), "mllp listening");
+        let tls = self.tls.clone();
         let permits = Arc::new(Semaphore::new(self.cfg.max_connections.max(1)));
         let tracker = TaskTracker::new();
         let cfg = Arc::new(self.cfg);
@@ -111,11 +122,29 @@ impl MllpSource {
             let _ = stream.set_nodelay(true);
             let ctx = ctx.clone();
             let cfg = cfg.clone();
+            let tls = tls.clone();
             tracker.spawn(async move {
                 let gauge = ctx.metrics.mllp_connections.with_label_values(&[&cfg.name]);
                 gauge.inc();
                 tracing::debug!(source = %cfg.name, %peer, "mllp connection opened");
-                let why = serve_connection(stream, peer, &cfg, &ctx).await;
+                let why = match tls {
+                    None => serve_connection(stream, peer, &cfg, &ctx).await,
+                    Some(acceptor) => {
+                        let hs = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await;
+                        match hs {
+                            Ok(Ok(s)) => serve_connection(s, peer, &cfg, &ctx).await,
+                            Ok(Err(e)) => {
+                                ctx.metrics.mllp_refused.with_label_values(&[&cfg.name, "tls"]).inc();
+                                tracing::warn!(source = %cfg.name, %peer, error = %e, "TLS handshake failed");
+                                "TLS handshake failed"
+                            }
+                            Err(_) => {
+                                ctx.metrics.mllp_refused.with_label_values(&[&cfg.name, "tls"]).inc();
+                                "TLS handshake timed out"
+                            }
+                        }
+                    }
+                };
                 tracing::info!(source = %cfg.name, %peer, reason = why, "mllp connection closed");
                 gauge.dec();
                 drop(permit);
@@ -141,8 +170,8 @@ fn ack_stamp() -> (String, String) {
 }
 
 /// Serves one connection; returns why it closed.
-async fn serve_connection(
-    mut stream: TcpStream,
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     cfg: &MllpSourceConfig,
     ctx: &MllpContext,
@@ -186,7 +215,10 @@ async fn serve_connection(
                         continue; // MLLP release 2 commit ACK/NAK from the sender: nothing to answer.
                     }
                     let answer = handle_message(frame.payload(), &peer_s, cfg, ctx).await;
-                    if !answer.is_empty() && stream.write_all(&answer).await.is_err() {
+                    if !answer.is_empty()
+                        && (stream.write_all(&answer).await.is_err()
+                            || stream.flush().await.is_err())
+                    {
                         return "write error";
                     }
                 }
