@@ -41,8 +41,8 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
                 id: format!("{p}-{i}"),
                 site: None,
                 unit: Some("ICU".into()),
-                bed: Some(p.to_string()),
-                patient: Some(format!("P{p}")),
+                bed: Some(p.to_string().into()),
+                patient: Some(format!("P{p}").into()),
                 device: DeviceRef::default(),
                 code: Code {
                     system: CodeSystem::Local,

@@ -1,7 +1,8 @@
 //! The normalized reading every source produces and every stage after `normalize` consumes.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Param, Timestamp};
 
@@ -63,12 +64,13 @@ pub enum Quality {
     UnitUnknown,
 }
 
-/// The device a reading came from.
+/// The device a reading came from. Strings shared by every reading of a message are `Arc<str>`:
+/// a clone per reading is a counter increment, not an allocation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceRef {
-    pub id: String,
+    pub id: Arc<str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
 }
@@ -77,11 +79,11 @@ pub struct DeviceRef {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRef {
     /// `hl7`, `serial`, `mqtt`.
-    pub protocol: String,
+    pub protocol: Arc<str>,
     /// The configured source name.
-    pub source: String,
+    pub source: Arc<str>,
     /// The message id (HL7 MSH-10) or a frame sequence number.
-    pub message: String,
+    pub message: Arc<str>,
 }
 
 /// One normalized reading.
@@ -89,16 +91,17 @@ pub struct SourceRef {
 pub struct Observation {
     pub schema: u32,
     /// Stable hash of device + code + device time + value: repeats of one reading share it.
+    /// See [`observation_id`].
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<String>,
+    pub site: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
+    pub unit: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bed: Option<String>,
+    pub bed: Option<Arc<str>>,
     /// Encounter id, absent while the bed has no admitted patient.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patient: Option<String>,
+    pub patient: Option<Arc<str>>,
     pub device: DeviceRef,
     pub code: Code,
     /// What the scorer knows this reading as; absent for codes no score uses.
@@ -130,34 +133,128 @@ impl Observation {
     /// The partition key: patient, else `bed:<unit>/<bed>`.
     pub fn key(&self) -> String {
         match (&self.patient, &self.bed) {
-            (Some(p), _) => p.clone(),
+            (Some(p), _) => p.to_string(),
             (None, Some(b)) => format!("bed:{}/{}", self.unit.as_deref().unwrap_or(""), b),
             (None, None) => format!("device:{}", self.device.id),
         }
     }
 }
 
-/// The stable observation id: the first 16 bytes of SHA-256 over device, code, time and value.
+/// The stable observation id: XXH3-128 (a fixed, published algorithm: the same on every platform
+/// and release) over device, code, time and value, as 32 lower-case hex digits. A dedup key, not
+/// a security boundary, so a cryptographic hash would only cost time.
 pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value) -> String {
-    let mut h = Sha256::new();
-    h.update(device.as_bytes());
-    h.update([0]);
-    h.update(code.code.as_bytes());
-    h.update([0]);
-    h.update(time.millis().to_be_bytes());
+    let text = match value {
+        Value::Num(_) => &[][..],
+        Value::Text(s) => s.as_bytes(),
+    };
+    // device 0 code 0 time(8) tag value: laid out on the stack for the common short case.
+    let len = device.len() + code.code.len() + 2 + 8 + 1 + text.len().max(8);
+    let mut stack = [0u8; 192];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = match stack.get_mut(..len) {
+        Some(b) => b,
+        None => {
+            heap.resize(len, 0);
+            &mut heap
+        }
+    };
+    let mut w = Writer { buf, at: 0 };
+    w.put(device.as_bytes());
+    w.put(&[0]);
+    w.put(code.code.as_bytes());
+    w.put(&[0]);
+    w.put(&time.millis().to_be_bytes());
     match value {
-        Value::Num(v) => h.update(v.to_bits().to_be_bytes()),
-        Value::Text(s) => h.update(s.as_bytes()),
+        Value::Num(v) => {
+            w.put(b"n");
+            w.put(&v.to_bits().to_be_bytes());
+        }
+        Value::Text(s) => {
+            w.put(b"t");
+            w.put(s.as_bytes());
+        }
     }
-    hex16(&h.finalize())
+    let used = w.at;
+    let hash = xxhash_rust::xxh3::xxh3_128(buf.get(..used).unwrap_or_default());
+    hex16(&hash.to_be_bytes())
+}
+
+/// Appends into a buffer sized beforehand; never panics (a short buffer truncates).
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.at..self.at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.at += bytes.len();
+        }
+    }
 }
 
 /// Lower-case hex of the first 16 bytes of a digest.
 pub fn hex16(digest: &[u8]) -> String {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(32);
-    for b in digest.iter().take(16) {
-        let _ = write!(s, "{b:02x}");
+    for &b in digest.iter().take(16) {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0x0f)]));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(c: &str) -> Code {
+        Code {
+            system: CodeSystem::Mdc,
+            code: c.into(),
+            refid: None,
+        }
+    }
+
+    #[test]
+    fn observation_id_is_pinned_and_separates_its_inputs() {
+        let t = Timestamp(1_740_824_100_000);
+        let id = observation_id("dev1", &code("150456"), t, &Value::Num(94.0));
+        // Pinned: ids are dedup keys stored downstream, so the scheme must never drift.
+        assert_eq!(id, "f80ed0b2b29872a81de9695e40e80498");
+        assert_eq!(id.len(), 32);
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let others = [
+            observation_id("dev1", &code("150456"), t, &Value::Num(95.0)),
+            observation_id("dev2", &code("150456"), t, &Value::Num(94.0)),
+            observation_id("dev1", &code("150457"), t, &Value::Num(94.0)),
+            observation_id("dev1", &code("150456"), t.plus_ms(1), &Value::Num(94.0)),
+            observation_id("dev1", &code("150456"), t, &Value::Text("94".into())),
+            // The separator keeps device/code boundaries apart.
+            observation_id("dev11", &code("50456"), t, &Value::Num(94.0)),
+        ];
+        for o in &others {
+            assert_ne!(*o, id);
+        }
+    }
+
+    #[test]
+    fn observation_id_takes_long_text_values() {
+        let t = Timestamp(0);
+        let long = "x".repeat(1000);
+        let a = observation_id("d", &code("1"), t, &Value::Text(long.clone()));
+        let b = observation_id("d", &code("1"), t, &Value::Text(long + "y"));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn hex16_is_lower_case_and_takes_sixteen_bytes() {
+        let bytes: Vec<u8> = (0u8..20).map(|i| i * 13).collect();
+        assert_eq!(hex16(&bytes), "000d1a2734414e5b6875828f9ca9b6c3");
+    }
 }

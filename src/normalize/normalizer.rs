@@ -2,6 +2,7 @@
 //! device clock offsets. Raw HL7 in, [`IngestRecord`]s out.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::model::{
     observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug, IngestRecord,
@@ -99,6 +100,10 @@ pub struct Normalizer {
     settings: NormalizeSettings,
     census: Census,
     clocks: HashMap<String, DeviceClock>,
+    /// Scratch for the clock key, reused across messages.
+    clock_key: String,
+    site: Option<Arc<str>>,
+    protocol: Arc<str>,
 }
 
 fn text(s: &str) -> Option<String> {
@@ -124,10 +129,13 @@ fn channel_of(sub_id: &str) -> &str {
 impl Normalizer {
     pub fn new(tables: NormalizeTables, settings: NormalizeSettings) -> Self {
         Normalizer {
+            site: settings.site.as_deref().map(Arc::from),
             tables,
             settings,
             census: Census::new(),
             clocks: HashMap::new(),
+            clock_key: String::new(),
+            protocol: Arc::from("hl7"),
         }
     }
 
@@ -233,45 +241,45 @@ impl Normalizer {
         message_type: String,
     ) -> Normalized {
         // Who: the encounter, else the MRN's current encounter, else whoever is in the bed.
-        let visit = r.patient.visit_number.as_deref().and_then(text);
-        let mrn_patient = r
-            .patient
-            .ids
-            .iter()
-            .find_map(|i| self.census.by_mrn(i.id.trim()))
-            .cloned();
-        let unit_in_msg = text(&r.location.unit);
-        let bed_in_msg = text(&r.location.bed);
-        let bed_patient = self
-            .census
-            .patient_in(unit_in_msg.as_deref(), bed_in_msg.as_deref())
-            .cloned();
+        let visit = r.patient.visit_number.as_deref().map(str::trim);
+        let visit = visit.filter(|v| !v.is_empty());
+        let unit_in_msg = non_empty(&r.location.unit);
+        let bed_in_msg = non_empty(&r.location.bed);
+        let census = &self.census;
         let occupant = visit
-            .as_deref()
-            .and_then(|v| self.census.patient(v).cloned())
-            .or(mrn_patient)
-            .or(bed_patient);
-        let patient = visit.or_else(|| occupant.as_ref().map(|o| o.patient.clone()));
-        let unit = unit_in_msg.or_else(|| occupant.as_ref().and_then(|o| o.unit.clone()));
-        let bed = bed_in_msg.or_else(|| occupant.as_ref().and_then(|o| o.bed.clone()));
-        let weight = occupant.as_ref().and_then(|o| o.weight_kg);
+            .and_then(|v| census.patient(v))
+            .or_else(|| {
+                r.patient
+                    .ids
+                    .iter()
+                    .find_map(|i| census.by_mrn(i.id.trim()))
+            })
+            .or_else(|| census.patient_in(unit_in_msg, bed_in_msg));
+        // Strings every observation of the message shares: one allocation each, per message.
+        let patient = visit
+            .or_else(|| occupant.map(|o| o.patient.as_str()))
+            .map(Arc::from);
+        let unit = unit_in_msg
+            .or_else(|| occupant.and_then(|o| o.unit.as_deref()))
+            .map(Arc::from);
+        let bed = bed_in_msg
+            .or_else(|| occupant.and_then(|o| o.bed.as_deref()))
+            .map(Arc::from);
+        let weight = occupant.and_then(|o| o.weight_kg);
 
-        let clock_key = format!("{source}/{}", r.sending_app);
-        let tolerance = self.settings.clock_tolerance_ms;
-        let offset = self.clocks.entry(clock_key).or_default().offset(
-            receive_time,
-            r.message_time,
-            tolerance,
-        );
-
+        let offset = self.clock_offset(source, &r.sending_app, receive_time, r.message_time);
         let ctx = Ctx {
             source,
-            control_id: &r.control_id,
             sending_app: &r.sending_app,
-            site: self.settings.site.as_deref(),
-            unit: unit.as_deref(),
-            bed: bed.as_deref(),
-            patient: patient.as_deref(),
+            site: self.site.clone(),
+            unit,
+            bed,
+            patient,
+            source_ref: SourceRef {
+                protocol: Arc::clone(&self.protocol),
+                source: Arc::from(source),
+                message: Arc::from(r.control_id.as_ref()),
+            },
             receive_time,
             offset,
             message_time: r.message_time,
@@ -279,35 +287,68 @@ impl Normalizer {
         let mut out = Normalized {
             control_id: r.control_id.to_string(),
             message_type,
-            ..Default::default()
+            records: Vec::with_capacity(r.groups.iter().map(|g| g.rows.len()).sum()),
+            unassociated: 0,
         };
+        let mut obs = Vec::new();
         for g in &r.groups {
-            let mut obs = self.group(&ctx, g, weight);
+            obs.clear();
+            self.group(&ctx, g, weight, &mut obs);
             flag_arterial_artifacts(&self.tables, &mut obs);
             flag_low_perfusion_spo2(&self.tables, &mut obs);
             out.records
-                .extend(obs.into_iter().map(IngestRecord::Observation));
+                .extend(obs.drain(..).map(IngestRecord::Observation));
         }
-        if patient.is_none() {
+        if ctx.patient.is_none() {
             out.unassociated = out.records.len();
         }
         out
     }
 
-    fn group(
+    /// The device clock offset for `source/app`; the key is built in a reused buffer so a known
+    /// device costs no allocation.
+    fn clock_offset(
+        &mut self,
+        source: &str,
+        app: &str,
+        receive_time: Timestamp,
+        sent: Option<Timestamp>,
+    ) -> i64 {
+        let tolerance = self.settings.clock_tolerance_ms;
+        let key = &mut self.clock_key;
+        key.clear();
+        key.push_str(source);
+        key.push('/');
+        key.push_str(app);
+        if let Some(c) = self.clocks.get_mut(key.as_str()) {
+            return c.offset(receive_time, sent, tolerance);
+        }
+        self.clocks
+            .entry(key.clone())
+            .or_default()
+            .offset(receive_time, sent, tolerance)
+    }
+
+    fn group<'m>(
         &self,
         ctx: &Ctx<'_>,
-        g: &ObsGroup<'_>,
+        g: &'m ObsGroup<'m>,
         census_weight: Option<f64>,
-    ) -> Vec<Observation> {
-        // Pump channels: the drug named on a channel applies to its dose and flow rows.
-        let mut drugs: HashMap<&str, Drug> = HashMap::new();
+        out: &mut Vec<Observation>,
+    ) {
+        // Pump channels: the drug named on a channel applies to its dose and flow rows. Few
+        // channels per message, so a vector beats a map.
+        let mut drugs: Vec<(&'m str, Drug)> = Vec::new();
         let mut pump_weight: Option<f64> = None;
         for row in &g.rows {
             if let Ok(code) = row.code.trim().parse::<u32>() {
                 if self.tables.is_drug_name_code(code) {
                     if let Some(d) = Drug::from_label(&row.value) {
-                        drugs.insert(channel_of(&row.sub_id), d);
+                        let ch = channel_of(&row.sub_id);
+                        match drugs.iter_mut().find(|(c, _)| *c == ch) {
+                            Some(slot) => slot.1 = d,
+                            None => drugs.push((ch, d)),
+                        }
                     }
                 }
                 if code == 68_063 {
@@ -316,62 +357,86 @@ impl Normalizer {
             }
         }
         let weight = census_weight.or(pump_weight);
-        let drug_for = |row: &ObxRow<'_>| -> Option<Drug> {
-            drugs.get(channel_of(&row.sub_id)).copied().or_else(|| {
-                (drugs.len() == 1)
-                    .then(|| drugs.values().next().copied())
-                    .flatten()
-            })
+        let drug_on = |ch: &str| -> Option<Drug> {
+            drugs
+                .iter()
+                .find(|(c, _)| *c == ch)
+                .map(|(_, d)| *d)
+                .or(match drugs.as_slice() {
+                    [(_, only)] => Some(*only),
+                    _ => None,
+                })
+        };
+        let device = GroupDevice {
+            id: match non_empty(&g.filler_id) {
+                Some(f) => Arc::from(f),
+                None => Arc::from(non_empty(ctx.sending_app).unwrap_or(ctx.source)),
+            },
+            model: non_empty(&g.device_code.text).map(Arc::from),
         };
 
-        let mut out = Vec::with_capacity(g.rows.len());
+        let first = out.len();
         // Per channel: flow and concentration, and whether a dose row came.
-        let mut flows: HashMap<&str, ChannelFlow> = HashMap::new();
+        let mut flows: Vec<(&'m str, ChannelFlow)> = Vec::new();
+        let mut last_equipment: Option<(&'m str, Arc<str>)> = None;
         for row in &g.rows {
             if row.is_device_row() || row.is_waveform() || row.value.trim().is_empty() {
                 continue;
             }
-            let Some(o) = self.row(ctx, g, row, &drug_for) else {
+            let device_id = match non_empty(&row.equipment_id) {
+                None => Arc::clone(&device.id),
+                Some(e) => match &last_equipment {
+                    Some((prev, id)) if *prev == e => Arc::clone(id),
+                    _ => {
+                        let id: Arc<str> = Arc::from(e);
+                        last_equipment = Some((e, Arc::clone(&id)));
+                        id
+                    }
+                },
+            };
+            let Some(o) = self.row(ctx, g, row, &device, device_id, &drug_on) else {
                 continue;
             };
-            let ch = channel_of(&row.sub_id);
-            match o.param {
-                Some(Param::PumpFlow) if o.is_usable() => {
-                    if let Some(v) = o.numeric() {
-                        flows.entry(ch).or_default().flow =
-                            Some((v, o.corrected_time, o.device_time));
+            if matches!(
+                o.param,
+                Some(Param::PumpFlow | Param::DrugConc | Param::Dose(_))
+            ) {
+                let ch = channel_of(&row.sub_id);
+                let i = match flows.iter().position(|(c, _)| *c == ch) {
+                    Some(i) => i,
+                    None => {
+                        flows.push((ch, ChannelFlow::default()));
+                        flows.len() - 1
+                    }
+                };
+                if let Some((_, f)) = flows.get_mut(i) {
+                    match o.param {
+                        Some(Param::PumpFlow) if o.is_usable() => {
+                            if let Some(v) = o.numeric() {
+                                f.flow = Some((v, o.corrected_time, o.device_time));
+                            }
+                        }
+                        Some(Param::DrugConc) if o.is_usable() => f.conc = o.numeric(),
+                        Some(Param::Dose(_)) => f.has_dose = true,
+                        _ => {}
                     }
                 }
-                Some(Param::DrugConc) if o.is_usable() => {
-                    flows.entry(ch).or_default().conc = o.numeric()
-                }
-                Some(Param::Dose(_)) => flows.entry(ch).or_default().has_dose = true,
-                _ => {}
             }
             out.push(o);
         }
+        if flows.is_empty() {
+            return;
+        }
         // A channel that reports flow and concentration but no dose: compute the dose with the
         // patient's weight. Without a weight, drug or concentration, no dose is guessed.
-        let mut channels: Vec<_> = flows.into_iter().collect();
-        channels.sort_by(|a, b| a.0.cmp(b.0));
-        for (
-            ch,
-            ChannelFlow {
-                flow,
-                conc,
-                has_dose,
-            },
-        ) in channels
-        {
-            let (Some((ml_h, corrected, device_time)), Some(conc), false) = (flow, conc, has_dose)
+        flows.sort_by(|a, b| a.0.cmp(b.0));
+        for (ch, f) in &flows {
+            let (Some((ml_h, corrected, device_time)), Some(conc), false) =
+                (f.flow, f.conc, f.has_dose)
             else {
                 continue;
             };
-            let Some(drug) = drugs.get(ch).copied().or_else(|| {
-                (drugs.len() == 1)
-                    .then(|| drugs.values().next().copied())
-                    .flatten()
-            }) else {
+            let Some(drug) = drug_on(ch) else {
                 continue;
             };
             if drug == Drug::Vasopressin {
@@ -386,8 +451,6 @@ impl Normalizer {
                 code: MDC_RATE_DOSE.to_string(),
                 refid: Some("MDC_RATE_DOSE".into()),
             };
-            let device = device_ref(ctx, g, None);
-            let value = Value::Num(dose);
             let param = Param::Dose(drug);
             let mut quality = Vec::new();
             if let Some((lo, hi)) = self.tables.range(param) {
@@ -395,26 +458,18 @@ impl Normalizer {
                     quality.push(Quality::OutOfRange);
                 }
             }
-            out.push(Observation {
-                schema: OBSERVATION_SCHEMA,
-                id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
-                site: ctx.site.map(str::to_string),
-                unit: ctx.unit.map(str::to_string),
-                bed: ctx.bed.map(str::to_string),
-                patient: ctx.patient.map(str::to_string),
-                device,
+            out.push(ctx.observation(
+                device.device_ref(Arc::clone(&device.id)),
                 code,
-                param: Some(param),
-                value,
-                ucum: param.canonical_unit().to_string(),
+                Some(param),
+                Value::Num(dose),
+                param.canonical_unit().to_string(),
                 device_time,
-                receive_time: ctx.receive_time,
-                corrected_time: corrected,
+                corrected,
                 quality,
-                source: ctx.source_ref(),
-            });
+            ));
         }
-        out
+        debug_assert!(out.len() >= first);
     }
 
     fn row(
@@ -422,7 +477,9 @@ impl Normalizer {
         ctx: &Ctx<'_>,
         g: &ObsGroup<'_>,
         row: &ObxRow<'_>,
-        drug_for: &dyn Fn(&ObxRow<'_>) -> Option<Drug>,
+        device: &GroupDevice,
+        device_id: Arc<str>,
+        drug_on: &dyn Fn(&str) -> Option<Drug>,
     ) -> Option<Observation> {
         let sys = row.system.trim();
         let code_str = row.code.trim();
@@ -443,7 +500,7 @@ impl Normalizer {
         };
         let param = match mapped {
             Some(MappedParam::Param(p)) => Some(p),
-            Some(MappedParam::Dose) => drug_for(row).map(Param::Dose),
+            Some(MappedParam::Dose) => drug_on(channel_of(&row.sub_id)).map(Param::Dose),
             None => None,
         };
         let sent_unit = self.unit_of(row);
@@ -453,13 +510,19 @@ impl Normalizer {
             .unwrap_or(ctx.receive_time);
         let mut quality = Vec::new();
         let raw = row.value.trim();
-        let (value, ucum) = match raw.parse::<f64>() {
+        let code = Code {
+            system,
+            code: code_str.to_string(),
+            refid: non_empty(&row.refid).map(str::to_string),
+        };
+        let device = device.device_ref(device_id);
+        let (value, param, ucum) = match raw.parse::<f64>() {
             Ok(v) if v.is_finite() => {
                 if self.tables.is_sentinel(v) {
                     quality.push(Quality::Sentinel);
-                    (v, sent_unit.clone())
+                    (v, param, sent_unit)
                 } else if let Some(p) = param {
-                    match to_canonical(p, v, &sent_unit) {
+                    match to_canonical(p, v, sent_unit) {
                         Ok(c) => {
                             let c = round_like_device(c);
                             if let Some((lo, hi)) = self.tables.range(p) {
@@ -467,83 +530,53 @@ impl Normalizer {
                                     quality.push(Quality::OutOfRange);
                                 }
                             }
-                            (c, p.canonical_unit().to_string())
+                            (c, param, p.canonical_unit())
                         }
                         Err(_) => {
                             quality.push(Quality::UnitUnknown);
-                            (v, sent_unit.clone())
+                            (v, param, sent_unit)
                         }
                     }
                 } else {
-                    (v, sent_unit.clone())
+                    (v, param, sent_unit)
                 }
             }
             _ => {
-                let code = Code {
-                    system,
-                    code: code_str.to_string(),
-                    refid: text(&row.refid),
-                };
-                let device = device_ref(ctx, g, Some(row));
-                let value = Value::Text(raw.to_string());
-                return Some(Observation {
-                    schema: OBSERVATION_SCHEMA,
-                    id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
-                    site: ctx.site.map(str::to_string),
-                    unit: ctx.unit.map(str::to_string),
-                    bed: ctx.bed.map(str::to_string),
-                    patient: ctx.patient.map(str::to_string),
+                // A text value cannot feed a numeric score.
+                return Some(ctx.observation(
                     device,
                     code,
-                    // A text value cannot feed a numeric score.
-                    param: None,
-                    value,
-                    ucum: sent_unit,
+                    None,
+                    Value::Text(raw.to_string()),
+                    sent_unit.to_string(),
                     device_time,
-                    receive_time: ctx.receive_time,
-                    corrected_time: corrected,
+                    corrected,
                     quality,
-                    source: ctx.source_ref(),
-                });
+                ));
             }
         };
-        let code = Code {
-            system,
-            code: code_str.to_string(),
-            refid: text(&row.refid),
-        };
-        let device = device_ref(ctx, g, Some(row));
-        let value = Value::Num(value);
-        Some(Observation {
-            schema: OBSERVATION_SCHEMA,
-            id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
-            site: ctx.site.map(str::to_string),
-            unit: ctx.unit.map(str::to_string),
-            bed: ctx.bed.map(str::to_string),
-            patient: ctx.patient.map(str::to_string),
+        Some(ctx.observation(
             device,
             code,
             param,
-            value,
-            ucum,
+            Value::Num(value),
+            ucum.to_string(),
             device_time,
-            receive_time: ctx.receive_time,
-            corrected_time: corrected,
+            corrected,
             quality,
-            source: ctx.source_ref(),
-        })
+        ))
     }
 
     /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
     /// the unit text through the alias table.
-    fn unit_of(&self, row: &ObxRow<'_>) -> String {
+    fn unit_of<'s>(&'s self, row: &'s ObxRow<'_>) -> &'s str {
         if let Some(u) = row
             .unit_ucum
             .as_deref()
             .map(str::trim)
             .filter(|u| !u.is_empty())
         {
-            return self.tables.ucum_alias(u).to_string();
+            return self.tables.ucum_alias(u);
         }
         let code = row.unit_code.trim();
         if row.unit_system.trim() == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
@@ -552,13 +585,13 @@ impl Normalizer {
                 .ok()
                 .and_then(|c| self.tables.mdc_unit(c))
             {
-                return u.to_string();
+                return u;
             }
         }
         if code.is_empty() {
-            return String::new();
+            return "";
         }
-        self.tables.ucum_alias(code).to_string()
+        self.tables.ucum_alias(code)
     }
 }
 
@@ -577,40 +610,75 @@ struct ChannelFlow {
     has_dose: bool,
 }
 
+/// What every observation of one message shares.
 struct Ctx<'a> {
     source: &'a str,
-    control_id: &'a str,
     sending_app: &'a str,
-    site: Option<&'a str>,
-    unit: Option<&'a str>,
-    bed: Option<&'a str>,
-    patient: Option<&'a str>,
+    site: Option<Arc<str>>,
+    unit: Option<Arc<str>>,
+    bed: Option<Arc<str>>,
+    patient: Option<Arc<str>>,
+    source_ref: SourceRef,
     receive_time: Timestamp,
     offset: i64,
     message_time: Option<Timestamp>,
 }
 
 impl Ctx<'_> {
-    fn source_ref(&self) -> SourceRef {
-        SourceRef {
-            protocol: "hl7".into(),
-            source: self.source.to_string(),
-            message: self.control_id.to_string(),
+    #[allow(clippy::too_many_arguments)]
+    fn observation(
+        &self,
+        device: DeviceRef,
+        code: Code,
+        param: Option<Param>,
+        value: Value,
+        ucum: String,
+        device_time: Option<Timestamp>,
+        corrected: Timestamp,
+        quality: Vec<Quality>,
+    ) -> Observation {
+        Observation {
+            schema: OBSERVATION_SCHEMA,
+            id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
+            site: self.site.clone(),
+            unit: self.unit.clone(),
+            bed: self.bed.clone(),
+            patient: self.patient.clone(),
+            device,
+            code,
+            param,
+            value,
+            ucum,
+            device_time,
+            receive_time: self.receive_time,
+            corrected_time: corrected,
+            quality,
+            source: self.source_ref.clone(),
         }
     }
 }
 
-fn device_ref(ctx: &Ctx<'_>, g: &ObsGroup<'_>, row: Option<&ObxRow<'_>>) -> DeviceRef {
-    let id = row
-        .and_then(|r| text(&r.equipment_id))
-        .or_else(|| text(&g.filler_id))
-        .or_else(|| text(ctx.sending_app))
-        .unwrap_or_else(|| ctx.source.to_string());
-    DeviceRef {
-        id,
-        model: text(&g.device_code.text),
-        profile: None,
+/// The device of an OBR group: OBR-3 (else the sending application, else the source) unless a
+/// row names its own equipment in OBX-18.
+struct GroupDevice {
+    id: Arc<str>,
+    model: Option<Arc<str>>,
+}
+
+impl GroupDevice {
+    fn device_ref(&self, id: Arc<str>) -> DeviceRef {
+        DeviceRef {
+            id,
+            model: self.model.clone(),
+            profile: None,
+        }
     }
+}
+
+/// `s` trimmed, or `None` when that leaves nothing.
+fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
 }
 
 /// A SpO2 measured together with a perfusion index below the limit (CLINICAL.md §5: the
@@ -620,7 +688,7 @@ fn flag_low_perfusion_spo2(t: &NormalizeTables, obs: &mut [Observation]) {
     if !rule.enabled {
         return;
     }
-    let weak: Vec<(Timestamp, String)> = obs
+    let weak: Vec<(Timestamp, Arc<str>)> = obs
         .iter()
         .filter(|o| o.param == Some(Param::PerfusionIndex) && o.is_usable())
         .filter(|o| o.numeric().is_some_and(|v| v < rule.perfusion_index_below))

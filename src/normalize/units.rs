@@ -43,6 +43,8 @@ pub fn to_canonical(param: Param, value: f64, from: &str) -> Result<f64, UnitErr
                 value
             }
         }
+        // Perfusion index is a percentage; monitors often label it dimensionless.
+        (Param::PerfusionIndex, "1") => value,
         (Param::Temp, "[degF]") => (value - 32.0) * 5.0 / 9.0,
         (Param::Temp, "K") => value - 273.15,
         (
@@ -113,6 +115,7 @@ mod tests {
             (Param::FiO2, 60.0, "", 60.0),
             (Param::Weight, 220.0, "[lb_av]", 99.790_321_4),
             (Param::Platelets, 150.0, "10*9/L", 150.0),
+            (Param::PerfusionIndex, 3.9, "1", 3.9),
             (Param::Dose(Drug::Norepinephrine), 6.0, "ug/kg/h", 0.1),
         ];
         for (p, v, from, want) in cases {

@@ -467,11 +467,13 @@ impl PatientState {
             self.counts.duplicates += 1;
             return false;
         }
-        if obs.unit.is_some() {
-            self.unit.clone_from(&obs.unit);
-        }
-        if obs.bed.is_some() {
-            self.bed.clone_from(&obs.bed);
+        // Observation strings are shared `Arc<str>`; copy into the kept buffers.
+        for (mine, theirs) in [(&mut self.unit, &obs.unit), (&mut self.bed, &obs.bed)] {
+            if let Some(t) = theirs.as_deref() {
+                let s = mine.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(t);
+            }
         }
         self.last_activity = Some(
             self.last_activity

@@ -100,7 +100,8 @@ fn runners(receive: Timestamp) -> Vec<(&'static str, Runner)> {
     ]
 }
 
-/// Segments end in CR for every parser (some accept only CR); the corpus files use CR, LF or CRLF.
+/// Segments end in CR and no byte-order mark leads, for every parser (some accept only that);
+/// the corpus files use CR, LF or CRLF and one starts with a BOM.
 fn load(dir: &Path) -> Vec<(String, String)> {
     let list = std::fs::read_to_string(dir.join("corpus.txt")).expect("corpus.txt");
     list.lines()
@@ -109,6 +110,7 @@ fn load(dir: &Path) -> Vec<(String, String)> {
         .map(|rel| {
             let raw = std::fs::read_to_string(dir.join(rel)).expect("corpus file");
             let text = raw
+                .trim_start_matches('\u{feff}')
                 .replace("\r\n", "\r")
                 .replace('\n', "\r")
                 .trim_end()

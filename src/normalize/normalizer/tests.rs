@@ -57,7 +57,7 @@ fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     assert_eq!(hr.bed.as_deref(), Some("BED03"));
     assert_eq!(hr.value, Value::Num(112.0));
     assert_eq!(hr.ucum, "/min");
-    assert_eq!(hr.device.id, "MON3");
+    assert_eq!(&*hr.device.id, "MON3");
     assert!(hr.is_usable());
     // Device clock within tolerance: the OBX-14 time stands.
     assert_eq!(

@@ -211,14 +211,21 @@ pub fn plan_with(msh15: &str, msh16: &str, outcome: &Outcome, compat: AckCompat)
                 out.push(original);
             }
         }
+        // A negative commit answer ends the exchange. When the sender declined commit answers
+        // but asked for application answers (e.g. MSH-15 NE, MSH-16 AL), the refusal goes back
+        // as the application answer instead: a sender is never left waiting for nothing.
         Outcome::Error(_) => {
             if commit.sends(false) {
                 out.push(AckCode::CE);
+            } else if app.sends(false) {
+                out.push(AckCode::AE);
             }
         }
         Outcome::Rejected(_) => {
             if commit.sends(false) {
                 out.push(AckCode::CR);
+            } else if app.sends(false) {
+                out.push(AckCode::AR);
             }
         }
     }
@@ -996,5 +1003,18 @@ mod tests {
         // UTF-8 senders get UTF-8.
         let m = parse("MSH|^~\\&|A\rPID|||1||Zoë".as_bytes()).unwrap();
         assert_eq!(encode_ack("é", &m), "é".as_bytes());
+    }
+
+    #[test]
+    fn a_refusal_is_never_silent_when_the_sender_asked_for_application_answers() {
+        let rej = Outcome::Rejected(AckErr::new(200, "unsupported"));
+        let err = Outcome::Error(AckErr::new(207, "busy"));
+        // No commit answers wanted, application answers wanted: the refusal is the answer.
+        assert_eq!(plan("NE", "AL", &rej), [AckCode::AR]);
+        assert_eq!(plan("NE", "ER", &err), [AckCode::AE]);
+        // Neither wanted: nothing is sent (the message is still counted and dead-lettered).
+        assert_eq!(plan("NE", "NE", &rej), Vec::<AckCode>::new());
+        // Commit answers wanted: the negative commit ends the exchange.
+        assert_eq!(plan("AL", "AL", &rej), [AckCode::CR]);
     }
 }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::parse::{Field, Message, Segment};
+use super::parse::{find_byte, Field, Message, Segment};
 use super::time::parse_ts;
 use crate::model::Timestamp;
 
@@ -442,42 +442,96 @@ fn patient_ids<'m>(pid: Option<Segment<'m>>, pv1: Option<Segment<'m>>) -> Patien
     }
 }
 
-fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions) -> ObxRow<'m> {
-    let f3 = s.field(3);
+/// Text of a piece: borrowed as is when its segment holds no escape character (the common
+/// case, checked once per segment instead of once per piece).
+fn piece<'m>(raw: &'m str, plain: bool, decode: impl FnOnce() -> Text<'m>) -> Text<'m> {
+    if plain {
+        Cow::Borrowed(raw)
+    } else {
+        decode()
+    }
+}
+
+/// Components 1..=N of a field's first repetition, split in one pass.
+fn components<'m, const N: usize>(f: Field<'m>, plain: bool) -> [Text<'m>; N] {
+    let mut it = f.components();
+    std::array::from_fn(|_| match it.next() {
+        Some(c) => piece(c.as_str(), plain, || c.decoded()),
+        None => Cow::Borrowed(""),
+    })
+}
+
+/// Timestamps repeat within a message (OBX-14 is often the same for every row): the last one
+/// parsed is kept and reused when the same text comes again.
+#[derive(Default)]
+struct TsCache<'m> {
+    last: Option<(&'m str, Option<Timestamp>)>,
+}
+
+impl<'m> TsCache<'m> {
+    fn get(&mut self, f: Field<'m>, opts: &DecodeOptions) -> Option<Timestamp> {
+        let s = f.component(1).as_str();
+        if s.is_empty() {
+            return None;
+        }
+        match self.last {
+            Some((prev, t)) if prev == s => t,
+            _ => {
+                let t = parse_ts(s, opts.default_offset_min).ok().map(|t| t.ts);
+                self.last = Some((s, t));
+                t
+            }
+        }
+    }
+}
+
+fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions, times: &mut TsCache<'m>) -> ObxRow<'m> {
+    let d = s.delimiters();
+    let plain = find_byte(d.escape, s.as_str().as_bytes()).is_none();
+    let field = |n: usize| {
+        let f = s.field(n);
+        piece(f.as_str(), plain, || f.decoded())
+    };
+    let [code, refid, system] = components::<3>(s.field(3), plain);
     let f5 = s.field(5);
     let mut reps = f5.repetitions();
-    let value = reps.next().map_or(Cow::Borrowed(""), |r| r.decoded());
-    let more_values: Vec<Text<'m>> = reps.map(|r| r.decoded()).collect();
+    let value = reps.next().map_or(Cow::Borrowed(""), |r| {
+        piece(r.as_str(), plain, || r.decoded())
+    });
+    let more_values: Vec<Text<'m>> = reps
+        .map(|r| piece(r.as_str(), plain, || r.decoded()))
+        .collect();
     let f6 = s.field(6);
-    let unit_system = comp(f6, 3);
+    let [unit_code, unit_refid, unit_system, unit_alt, _, unit_alt_system] =
+        components::<6>(f6, plain);
     let unit_ucum = if unit_system.eq_ignore_ascii_case("UCUM") {
-        non_empty(comp(f6, 1))
-    } else if f6.component(6).as_str().eq_ignore_ascii_case("UCUM") {
-        non_empty(comp(f6, 4))
+        non_empty(unit_code.clone())
+    } else if unit_alt_system.eq_ignore_ascii_case("UCUM") {
+        non_empty(unit_alt)
     } else {
         None
     };
-    let f18 = s.field(18).repetition(1);
+    let [equipment_id, equipment_name] = components::<2>(s.field(18).repetition(1), plain);
     ObxRow {
         segment: s.position(),
-        set_id: s.field(1).decoded(),
-        value_type: s.field(2).decoded(),
-        code: comp(f3, 1),
-        refid: comp(f3, 2),
-        system: comp(f3, 3),
-        sub_id: s.field(4).decoded(),
+        set_id: field(1),
+        value_type: field(2),
+        code,
+        refid,
+        system,
+        sub_id: field(4),
         value,
         more_values,
-        unit_code: comp(f6, 1),
-        unit_refid: comp(f6, 2),
+        unit_code,
+        unit_refid,
         unit_system,
         unit_ucum,
-        ref_range: s.field(7).decoded(),
-        abnormal: s.field(8).decoded(),
-        status: s.field(11).decoded(),
-        time: ts(s.field(14), opts),
-        equipment_id: comp(f18, 1),
-        equipment_name: comp(f18, 2),
+        ref_range: field(7),
+        abnormal: field(8),
+        status: field(11),
+        time: times.get(s.field(14), opts),
+        equipment_id,
+        equipment_name,
     }
 }
 
@@ -497,6 +551,7 @@ fn decode_oru<'m>(
     let mut pv1 = None;
     let mut groups: Vec<ObsGroup<'m>> = Vec::new();
     let mut n_obx = 0usize;
+    let mut times = TsCache::default();
     for s in msg.segments() {
         match s.name() {
             "PID" if pid.is_none() => pid = Some(s),
@@ -505,12 +560,12 @@ fn decode_oru<'m>(
                 placer_id: comp(s.field(2), 1),
                 filler_id: comp(s.field(3), 1),
                 device_code: coded(s.field(4)),
-                obs_time: ts(s.field(7), opts),
+                obs_time: times.get(s.field(7), opts),
                 rows: Vec::with_capacity(24),
             }),
             "OBX" => {
                 n_obx += 1;
-                let row = obx_row(s, opts);
+                let row = obx_row(s, opts, &mut times);
                 match groups.last_mut() {
                     Some(g) => g.rows.push(row),
                     None => groups.push(ObsGroup {

@@ -319,10 +319,10 @@ fn index(bytes: &[u8]) -> Result<Index, ParseError> {
         let block = bytes
             .get(base..(base + 64).min(bytes.len()))
             .unwrap_or_default();
-        let mut mask = 0u64;
-        for (i, &b) in block.iter().enumerate() {
-            mask |= u64::from((b == fs) | (b == CR) | (b == LF)) << i;
-        }
+        let mut mask = match <&[u8; 64]>::try_from(block) {
+            Ok(full) => block_mask(full, fs),
+            Err(_) => tail_mask(block, fs),
+        };
         while mask != 0 {
             let at = base + mask.trailing_zeros() as usize;
             mask &= mask - 1;
@@ -346,6 +346,41 @@ fn index(bytes: &[u8]) -> Result<Index, ParseError> {
     }
     finish_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo)?;
     Ok(Index { delims, segs, seps })
+}
+
+/// Bit i set where `block[i]` is the field separator, CR or LF. Eight bytes at a time in a
+/// `u64` (SWAR): about three instructions a byte instead of a compare-and-branch each.
+#[inline]
+fn block_mask(block: &[u8; 64], fs: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // The high bit of each byte that is zero; exact (no borrow between bytes).
+    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    let (f, c, l) = (
+        ONES * u64::from(fs),
+        ONES * u64::from(CR),
+        ONES * u64::from(LF),
+    );
+    let mut mask = 0u64;
+    for (k, chunk) in block.chunks_exact(8).enumerate() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let hits = zero(x ^ f) | zero(x ^ c) | zero(x ^ l);
+        // Gathers the eight high bits into the top byte: byte j's bit lands on bit 56 + j.
+        let bits = ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
+        mask |= bits << (8 * k);
+    }
+    mask
+}
+
+/// [`block_mask`] for the last, short block.
+fn tail_mask(block: &[u8], fs: u8) -> u64 {
+    let mut mask = 0u64;
+    for (i, &b) in block.iter().enumerate().take(64) {
+        mask |= u64::from((b == fs) | (b == CR) | (b == LF)) << i;
+    }
+    mask
 }
 
 /// Records the segment `bytes[start..end]` unless it is blank; checks its name.
@@ -581,6 +616,11 @@ impl<'m> Segment<'m> {
         self.text
             .get(self.span.start as usize..self.span.end as usize)
             .unwrap_or("")
+    }
+
+    /// The message's separators.
+    pub fn delimiters(&self) -> Delimiters {
+        self.delims
     }
 
     /// 0-based position in the message.
@@ -822,6 +862,29 @@ mod tests {
 PID|||P1^^^HOSP^MR~P2^^^NAT^PI||Doe^Jane\r\
 OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|97|262688^MDC_DIM_PERCENT^MDC|||||R\r\
 NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g&h^i~j\r";
+
+    #[test]
+    fn block_mask_marks_exactly_the_separators_and_line_ends() {
+        // Every byte value at every position, next to separators (borrows between bytes
+        // would show as false hits on neighbours).
+        for fs in [b'|', b'#'] {
+            for v in 0u8..=255 {
+                let mut block = [v; 64];
+                for i in (0..64).step_by(5) {
+                    block[i] = [fs, CR, LF, v.wrapping_add(1)][i % 4];
+                }
+                let want = tail_mask(&block, fs);
+                assert_eq!(block_mask(&block, fs), want, "fs {fs} v {v}");
+                assert_eq!(
+                    want.count_ones() as usize,
+                    block
+                        .iter()
+                        .filter(|&&b| b == fs || b == CR || b == LF)
+                        .count()
+                );
+            }
+        }
+    }
 
     #[test]
     fn msh_numbering_counts_the_separator_as_field_1() {

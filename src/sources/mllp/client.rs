@@ -96,16 +96,31 @@ impl MllpClient {
     pub async fn send_once(&mut self, message: &[u8]) -> Result<Vec<ParsedAck>, MllpClientError> {
         let parsed = parse(message).map_err(|e| MllpClientError::BadMessage(e.to_string()))?;
         let control_id = parsed.control_id().to_string();
-        let want_app = parsed
-            .msh()
-            .field(16)
-            .as_str()
-            .trim()
-            .eq_ignore_ascii_case("AL");
+        let msh15 = parsed.msh().field(15).as_str().trim().to_ascii_uppercase();
+        let msh16 = parsed.msh().field(16).as_str().trim().to_ascii_uppercase();
+        let want_app = msh16 == "AL";
         let mut framed = Vec::with_capacity(message.len() + 3);
         encode_frame(message, &mut framed);
         self.connect().await?;
-        let r = self.exchange(&framed, &control_id, want_app).await;
+        // Enhanced mode with both conditions "never": the receiver sends nothing back.
+        if msh15 == "NE" && (msh16 == "NE" || msh16.is_empty()) {
+            let stream = self
+                .stream
+                .as_mut()
+                .ok_or_else(|| MllpClientError::Io("not connected".into()))?;
+            if let Err(e) = stream.write_all(&framed).await {
+                self.stream = None;
+                return Err(MllpClientError::Io(e.to_string()));
+            }
+            return Ok(Vec::new());
+        }
+        // Conditional answers (ER: only on error, SU: only on success) may never come.
+        let conditional =
+            ["ER", "SU"].contains(&msh15.as_str()) || ["ER", "SU"].contains(&msh16.as_str());
+        let r = match self.exchange(&framed, &control_id, want_app).await {
+            Err(MllpClientError::AckTimeout(_)) if conditional => Ok(Vec::new()),
+            other => other,
+        };
         if r.is_err() {
             self.stream = None; // A broken or out-of-step connection is not reused.
         }
