@@ -62,6 +62,7 @@ pub fn to_canonical(param: Param, value: f64, from: &str) -> Result<f64, UnitErr
         (Param::Bilirubin, "umol/L") => value / BILIRUBIN_UMOL_PER_MGDL,
         (Param::Lactate, "mg/dL") => value / LACTATE_MGDL_PER_MMOLL,
         (Param::Platelets, "10*9/L" | "/nL") => value,
+        (Param::Platelets, "/uL") => value / 1000.0,
         (Param::Weight, "[lb_av]") => value * KG_PER_LB,
         (Param::Weight, "g") => value / 1000.0,
         (Param::Peep, "mbar") => value * 1.019_72,
@@ -116,6 +117,7 @@ mod tests {
             (Param::Weight, 220.0, "[lb_av]", 99.790_321_4),
             (Param::Platelets, 150.0, "10*9/L", 150.0),
             (Param::PerfusionIndex, 3.9, "1", 3.9),
+            (Param::Platelets, 210_000.0, "/uL", 210.0),
             (Param::Dose(Drug::Norepinephrine), 6.0, "ug/kg/h", 0.1),
         ];
         for (p, v, from, want) in cases {
