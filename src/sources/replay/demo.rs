@@ -271,25 +271,7 @@ pub fn adt_message(
     b.segment("PV1", &pv1);
     if let (AdtEvent::Admit, Some(kg)) = (event, who.weight_kg) {
         let kg = num(kg, 1);
-        b.segment(
-            "OBX",
-            &[
-                "1",
-                "NM",
-                "29463-7^Body weight^LN",
-                "",
-                &kg,
-                "kg",
-                "",
-                "",
-                "",
-                "",
-                "F",
-                "",
-                "",
-                &when,
-            ],
-        );
+        b.weight_obx(&kg, &when);
     }
     b.finish()
 }

@@ -84,6 +84,29 @@ impl MessageBuilder {
         }
     }
 
+    /// An OBX with the patient's body weight (LOINC 29463-7, kg), as ADT messages carry it.
+    pub fn weight_obx(&mut self, kg: &str, when: &str) -> &mut Self {
+        self.segment(
+            "OBX",
+            &[
+                "1",
+                "NM",
+                "29463-7^Body weight^LN",
+                "",
+                kg,
+                "kg",
+                "",
+                "",
+                "",
+                "",
+                "F",
+                "",
+                "",
+                when,
+            ],
+        )
+    }
+
     pub fn finish(self) -> String {
         self.out
     }

@@ -859,25 +859,7 @@ fn adt(stay: &Stay, admit: bool) -> String {
     b.segment("PV1", &pv1);
     if let (true, Some(kg)) = (admit, stay.weight_kg) {
         let kg = number(kg);
-        b.segment(
-            "OBX",
-            &[
-                "1",
-                "NM",
-                "29463-7^Body weight^LN",
-                "",
-                &kg,
-                "kg",
-                "",
-                "",
-                "",
-                "",
-                "F",
-                "",
-                "",
-                &when,
-            ],
-        );
+        b.weight_obx(&kg, &when);
     }
     b.finish()
 }
