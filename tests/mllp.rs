@@ -377,3 +377,26 @@ async fn idle_and_reset_connections_do_not_hurt_the_listener() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_torn_by_a_new_start_block_is_kept_and_the_next_one_served() {
+    let h = start("").await;
+    let mut s = TcpStream::connect(h.addr).await.unwrap();
+    let mut bytes = b"\x0bMSH|^~\\&|TORN|H".to_vec();
+    encode_frame(&adt("WHOLE", "5"), &mut bytes);
+    s.write_all(&bytes).await.unwrap();
+    let acks = read_acks(&mut s, 1).await;
+    assert_eq!(
+        (acks[0].code, acks[0].control_id.as_str()),
+        (AckCode::AA, "WHOLE")
+    );
+    let kept = vigil::sources::deadletter::list(&h.dead_letters).unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].kind, "unterminated");
+    assert_eq!(
+        kept[0].raw(),
+        b"MSH|^~\\&|TORN|H".to_vec(),
+        "the torn bytes are kept"
+    );
+    h.stop().await;
+}

@@ -251,7 +251,18 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                         .with_label_values(&[&cfg.name, "unterminated"])
                         .inc();
                     tracing::warn!(source = %cfg.name, peer = %peer_s, error = %e, "torn MLLP frame");
-                    keep_dead_letter(ctx, &cfg.name, &peer_s, "unterminated", &e.to_string(), &[]);
+                    let partial = match &e {
+                        MllpError::UnterminatedFrame { partial, .. } => partial.as_slice(),
+                        _ => &[],
+                    };
+                    keep_dead_letter(
+                        ctx,
+                        &cfg.name,
+                        &peer_s,
+                        "unterminated",
+                        &e.to_string(),
+                        partial,
+                    );
                 }
             }
         }
