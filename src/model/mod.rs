@@ -14,7 +14,7 @@ pub use observation::{
     hex16, observation_id, Code, CodeSystem, DeviceRef, Observation, Quality, SourceRef, Value,
     OBSERVATION_SCHEMA,
 };
-pub use param::{Drug, Param};
+pub use param::{is_sedative_label, Drug, Param};
 pub use score::{Component, Score, ScoreKind, ScoreSet, SCORE_SCHEMA};
 pub use time::{Timestamp, HOUR_MS, MINUTE_MS};
 

@@ -75,6 +75,22 @@ impl Drug {
     }
 }
 
+/// True when a pump's drug label names a sedative given by continuous infusion.
+pub fn is_sedative_label(label: &str) -> bool {
+    let l = label.trim().to_ascii_lowercase();
+    [
+        "propofol",
+        "diprivan",
+        "midazolam",
+        "dexmedetomidine",
+        "precedex",
+        "lorazepam",
+        "ketamine",
+    ]
+    .iter()
+    .any(|n| l.contains(n))
+}
+
 /// A clinical parameter as the scorer sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Param {
@@ -110,6 +126,9 @@ pub enum Param {
     PumpFlow,
     /// Drug concentration in mg/mL.
     DrugConc,
+    /// A sedative infusion (propofol, midazolam, …): 1 while it runs, 0 once stopped. A GCS
+    /// charted under sedation says little about the brain.
+    Sedation,
 }
 
 impl Param {
@@ -136,6 +155,7 @@ impl Param {
             Param::Dose(d) => d.dose_unit(),
             Param::PumpFlow => "mL/h",
             Param::DrugConc => "mg/mL",
+            Param::Sedation => "1",
         }
     }
 
@@ -176,6 +196,7 @@ impl Param {
             Param::Weight => "weight",
             Param::PumpFlow => "pump_flow",
             Param::DrugConc => "drug_conc",
+            Param::Sedation => "sedation",
             Param::Dose(_) => "dose",
         }
     }
@@ -210,6 +231,7 @@ impl Param {
             Param::UrineVolume,
             Param::Weight,
             Param::PumpFlow,
+            Param::Sedation,
             Param::DrugConc,
         ];
         v.extend(Drug::ALL.iter().map(|d| Param::Dose(*d)));

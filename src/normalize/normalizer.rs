@@ -5,8 +5,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::model::{
-    observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug, IngestRecord,
-    Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA, OBSERVATION_SCHEMA,
+    is_sedative_label, observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug,
+    IngestRecord, Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA,
+    OBSERVATION_SCHEMA,
 };
 use crate::protocol::hl7::{
     self, AdtEvent, DecodeOptions, Decoded, ObsGroup, ObservationReport, ObxRow,
@@ -339,10 +340,16 @@ impl Normalizer {
         // Pump channels: the drug named on a channel applies to its dose and flow rows. Few
         // channels per message, so a vector beats a map.
         let mut drugs: Vec<(&'m str, Drug)> = Vec::new();
+        let mut sedatives: Vec<(&'m str, &'m str)> = Vec::new();
+        let mut labelled: Vec<&'m str> = Vec::new();
         let mut pump_weight: Option<f64> = None;
         for row in &g.rows {
             if let Ok(code) = row.code.trim().parse::<u32>() {
                 if self.tables.is_drug_name_code(code) {
+                    labelled.push(channel_of(&row.sub_id));
+                    if is_sedative_label(&row.value) {
+                        sedatives.push((channel_of(&row.sub_id), row.value.trim()));
+                    }
                     if let Some(d) = Drug::from_label(&row.value) {
                         let ch = channel_of(&row.sub_id);
                         match drugs.iter_mut().find(|(c, _)| *c == ch) {
@@ -362,8 +369,10 @@ impl Normalizer {
                 .iter()
                 .find(|(c, _)| *c == ch)
                 .map(|(_, d)| *d)
+                // A channel without its own drug name takes the message's only drug; a channel
+                // named for another drug (propofol beside norepinephrine) never does.
                 .or(match drugs.as_slice() {
-                    [(_, only)] => Some(*only),
+                    [(_, only)] if !labelled.contains(&ch) => Some(*only),
                     _ => None,
                 })
         };
@@ -427,9 +436,34 @@ impl Normalizer {
         if flows.is_empty() {
             return;
         }
+        flows.sort_by(|a, b| a.0.cmp(b.0));
+        // A sedative channel that reports its flow says whether sedation is running; the scorer
+        // reads a GCS charted under sedation accordingly.
+        for (ch, f) in &flows {
+            let (Some((ml_h, corrected, device_time)), Some((_, label))) =
+                (f.flow, sedatives.iter().find(|(c, _)| c == ch))
+            else {
+                continue;
+            };
+            let code = Code {
+                system: CodeSystem::Local,
+                code: "VIGIL_SEDATIVE_INFUSION".into(),
+                refid: Some((*label).to_string()),
+            };
+            let running = if ml_h > 0.0 { 1.0 } else { 0.0 };
+            out.push(ctx.observation(
+                device.device_ref(Arc::clone(&device.id)),
+                code,
+                Some(Param::Sedation),
+                Value::Num(running),
+                Param::Sedation.canonical_unit().to_string(),
+                device_time,
+                corrected,
+                Vec::new(),
+            ));
+        }
         // A channel that reports flow and concentration but no dose: compute the dose with the
         // patient's weight. Without a weight, drug or concentration, no dose is guessed.
-        flows.sort_by(|a, b| a.0.cmp(b.0));
         for (ch, f) in &flows {
             let (Some((ml_h, corrected, device_time)), Some(conc), false) =
                 (f.flow, f.conc, f.has_dose)

@@ -15,6 +15,10 @@ use crate::model::{HOUR_MS, MINUTE_MS};
 use super::tables::{DoseInRow, GridAnchor, ScoringTables};
 
 /// Hourly rows kept beyond the scoring window (the partial row and one spare).
+/// How long a sedative infusion report is believed without a new one (pumps report every few
+/// minutes while running; a stop is reported as flow 0).
+pub const SEDATION_CARRY_MS: i64 = 6 * crate::model::HOUR_MS;
+
 const EXTRA_ROWS: i64 = 2;
 /// Recent observation ids remembered for duplicate suppression.
 const SEEN_IDS: usize = 512;
@@ -316,6 +320,8 @@ pub struct PatientState {
     pub(crate) derived: BTreeMap<Derived, Series>,
     pub(crate) last_measured_pf: Option<Timestamp>,
     pub(crate) last_vent: Option<Timestamp>,
+    /// The latest sedative-infusion run: (start, last report or stop time, still running).
+    pub(crate) sedation: Option<(Timestamp, Timestamp, bool)>,
     pub(crate) infusions: BTreeMap<Drug, Infusion>,
     pub(crate) first_urine: Option<Timestamp>,
     /// SOFA baseline for `sofa_rise`; see `sofa::rise`.
@@ -340,6 +346,7 @@ impl PatientState {
             derived: BTreeMap::new(),
             last_measured_pf: None,
             last_vent: None,
+            sedation: None,
             infusions: BTreeMap::new(),
             first_urine: None,
             baseline: None,
@@ -507,6 +514,10 @@ impl PatientState {
             time: t,
             id: Arc::from(obs.id.as_str()),
         };
+        let mut s = s;
+        if param == Param::Gcs {
+            s.value = self.gcs_as_scored(s.value, t);
+        }
         self.add(param, s.clone(), tables, hw);
         match param {
             Param::Dose(drug) => self.on_dose(drug, s, tables),
@@ -517,6 +528,15 @@ impl PatientState {
                 self.first_urine = Some(self.first_urine.map_or(t, |f| f.min(t)));
             }
             Param::Weight => self.weight_kg = Some(value),
+            Param::Sedation => {
+                let running = value > 0.0;
+                self.sedation = match (self.sedation, running) {
+                    (Some((start, last, true)), true) => Some((start, last.max(t), true)),
+                    (Some((start, _, true)), false) => Some((start, t, false)),
+                    (_, true) => Some((t, t, true)),
+                    (other, false) => other,
+                };
+            }
             p if tables.sofa.ventilator_params.contains(&p) => {
                 self.last_vent = Some(self.last_vent.map_or(t, |v| v.max(t)));
             }
@@ -617,6 +637,28 @@ impl PatientState {
         self.add_derived(d, Sample { value: pf, ..s }, tables, hw);
     }
 
+    /// A GCS charted while a sedative infusion runs counts as 15 (ricu: sedated → 15; CLINICAL.md
+    /// §1): it reflects the drug, not the brain. "Runs" = the GCS time lies in the current run
+    /// of sedative reports (from its first running report to its stop, or to the last running
+    /// report plus `SEDATION_CARRY_MS`), so a GCS charted late still finds the run it fell in.
+    fn gcs_as_scored(&self, gcs: f64, at: Timestamp) -> f64 {
+        match self.sedation {
+            Some((start, last, running)) if start <= at => {
+                let until = if running {
+                    last.plus_ms(SEDATION_CARRY_MS)
+                } else {
+                    last
+                };
+                if at <= until {
+                    15.0
+                } else {
+                    gcs
+                }
+            }
+            _ => gcs,
+        }
+    }
+
     /// Builds a GCS total from E/M/V: a part older than the window counts as its maximum
     /// (ricu), so a lone part still yields a total.
     fn on_gcs_part(&mut self, s: Sample, tables: &ScoringTables, hw: Timestamp) {
@@ -629,7 +671,8 @@ impl PatientState {
         };
         let total =
             part(Param::GcsEye, 4.0) + part(Param::GcsVerbal, 5.0) + part(Param::GcsMotor, 6.0);
-        self.add(Param::Gcs, Sample { value: total, ..s }, tables, hw);
+        let value = self.gcs_as_scored(total, s.time);
+        self.add(Param::Gcs, Sample { value, ..s }, tables, hw);
     }
 
     /// Tracks the run of an infusion and records, per hour row, the rate once it has run

@@ -781,6 +781,29 @@ mod news2_state {
     }
 
     #[test]
+    fn a_gcs_charted_under_sedation_counts_as_15_and_not_after_it_stops() {
+        // Sedative infusion running from 0 min; GCS 11 charted at 30 min: scored as 15.
+        let mut b = Bed::new();
+        b.put(Param::Sedation, 1.0, at_min(0));
+        b.put(Param::Gcs, 11.0, at_min(30));
+        let n = b.score(ScoreKind::News2, at_min(40));
+        assert_eq!(points(&n, "consciousness"), 0.0);
+        let q = b.score(ScoreKind::Qsofa, at_min(40));
+        assert_eq!(q.value, 0.0);
+        // Stopped at 60 min; GCS 11 at 90 min is the brain again.
+        b.put(Param::Sedation, 0.0, at_min(60));
+        b.put(Param::Gcs, 11.0, at_min(90));
+        let n = b.score(ScoreKind::News2, at_min(100));
+        assert_eq!(points(&n, "consciousness"), 3.0);
+        // A sedative report older than the carry window does not count.
+        let mut b = Bed::new();
+        b.put(Param::Sedation, 1.0, at_min(0));
+        b.put(Param::Gcs, 11.0, at_min(6 * 60 + 1));
+        let n = b.score(ScoreKind::News2, at_min(6 * 60 + 5));
+        assert_eq!(points(&n, "consciousness"), 3.0);
+    }
+
+    #[test]
     fn gcs_maps_to_avpu() {
         let mut b = Bed::new();
         b.put(Param::Gcs, 13.0, at_min(0));

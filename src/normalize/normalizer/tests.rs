@@ -211,3 +211,27 @@ fn spo2_with_a_weak_pulse_signal_is_an_artifact() {
         .unwrap();
     assert!(find(&observations(&out), Param::SpO2).is_usable());
 }
+
+#[test]
+fn a_propofol_channel_reports_sedation_and_never_becomes_a_vasopressor_dose() {
+    let mut n = norm();
+    admit(&mut n, "V7", "MRN7", "BED07", "80");
+    let pump = "MSH|^~\\&|PUMPGW|ICU|||20260105090000||ORU^R01^ORU_R01|P2|P|2.6\rPID|||MRN7^^^HOSP^MR\rPV1||I|ICU-A^^BED07\rOBR|1||PF2|70049^MDC_DEV_PUMP_INFUS_LVP_MDS^MDC|||20260105090000\rOBX|1|ST|184514^MDC_DRUG_NAME_LABEL^MDC|1.1.1.10|Norepinephrine||||||R\rOBX|2|NM|157924^MDC_RATE_DOSE^MDC|1.1.1.5|0.1|265619^MDC_DIM_MICRO_G_PER_KG_PER_MIN^MDC|||||R\rOBX|3|ST|184514^MDC_DRUG_NAME_LABEL^MDC|1.1.2.10|Propofol 1%||||||R\rOBX|4|NM|157784^MDC_FLOW_FLUID_PUMP^MDC|1.1.2.4|12|265266^MDC_DIM_MILLI_L_PER_HR^MDC|||||R\rOBX|5|NM|157924^MDC_RATE_DOSE^MDC|1.1.2.5|25|265619^MDC_DIM_MICRO_G_PER_KG_PER_MIN^MDC|||||R\r";
+    let out = n
+        .hl7("pumps", pump.as_bytes(), t0().plus_ms(HOUR_MS))
+        .unwrap();
+    let obs = observations(&out);
+    let doses: Vec<f64> = obs
+        .iter()
+        .filter(|o| o.param == Some(Param::Dose(Drug::Norepinephrine)))
+        .filter_map(|o| o.numeric())
+        .collect();
+    assert_eq!(
+        doses,
+        [0.1],
+        "propofol's 25 µg/kg/min is not norepinephrine"
+    );
+    let sed = find(&obs, Param::Sedation);
+    assert_eq!(sed.value, Value::Num(1.0));
+    assert_eq!(sed.code.refid.as_deref(), Some("Propofol 1%"));
+}
