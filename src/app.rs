@@ -297,17 +297,9 @@ pub async fn run_pipeline(
             let alerts = engine.on_scores(&set);
             alert_metrics.stage_time("alert", started.elapsed());
             for a in alerts {
-                let state = serde_json::to_value(a.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                let sev = serde_json::to_value(a.severity)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
                 alert_metrics
                     .alerts
-                    .with_label_values(&[&a.rule, &sev, &state])
+                    .with_label_values(&[&a.rule, a.severity.as_str(), a.state.as_str()])
                     .inc();
                 if a.state == AlertState::Active {
                     active += 1;

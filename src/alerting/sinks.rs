@@ -40,7 +40,7 @@ pub fn console_line(a: &Alert) -> String {
         AlertState::Acknowledged => "acked   ",
         AlertState::Escalated => "ESCALATE",
     };
-    let sev = format!("{:?}", a.severity).to_lowercase();
+    let sev = a.severity.as_str();
     format!(
         "{} {what} {sev:<8} {:<14} {place:<12} patient {:<10} {}",
         a.at, a.rule, a.patient, a.reason
@@ -135,7 +135,7 @@ async fn deliver(client: &reqwest::Client, s: &WebhookSettings, metrics: &Metric
             .header("content-type", "application/json")
             .header(
                 "idempotency-key",
-                format!("{}:{:?}", alert.id, alert.state).to_lowercase(),
+                format!("{}:{}", alert.id, alert.state.as_str()),
             )
             .json(alert)
             .send()

@@ -15,6 +15,18 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
@@ -23,6 +35,19 @@ pub enum AlertState {
     Escalated,
     Resolved,
     Suppressed,
+}
+
+impl AlertState {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Active => "active",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Escalated => "escalated",
+            AlertState::Resolved => "resolved",
+            AlertState::Suppressed => "suppressed",
+        }
+    }
 }
 
 /// The score behind an alert, as it stood when the alert changed.

@@ -28,6 +28,22 @@ pub enum CensusKind {
     Merge,
 }
 
+impl CensusKind {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CensusKind::Admit => "admit",
+            CensusKind::Transfer => "transfer",
+            CensusKind::Discharge => "discharge",
+            CensusKind::Update => "update",
+            CensusKind::CancelAdmit => "cancel_admit",
+            CensusKind::CancelTransfer => "cancel_transfer",
+            CensusKind::CancelDischarge => "cancel_discharge",
+            CensusKind::Merge => "merge",
+        }
+    }
+}
+
 /// One change to the census.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CensusEvent {

@@ -20,6 +20,17 @@ pub enum CodeSystem {
     Local,
 }
 
+impl CodeSystem {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeSystem::Mdc => "MDC",
+            CodeSystem::Loinc => "LOINC",
+            CodeSystem::Local => "LOCAL",
+        }
+    }
+}
+
 /// A coded parameter, e.g. `MDC 150456 MDC_PULS_OXIM_SAT_O2` or `LOINC 2524-7`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Code {
@@ -62,6 +73,21 @@ pub enum Quality {
     Calibrating,
     /// The unit could not be converted to the canonical one.
     UnitUnknown,
+}
+
+impl Quality {
+    /// The name used in JSON and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Quality::Artifact => "artifact",
+            Quality::OutOfRange => "out_of_range",
+            Quality::Sentinel => "sentinel",
+            Quality::Stale => "stale",
+            Quality::ManualEntry => "manual_entry",
+            Quality::Calibrating => "calibrating",
+            Quality::UnitUnknown => "unit_unknown",
+        }
+    }
 }
 
 /// The device a reading came from. Strings shared by every reading of a message are `Arc<str>`:

@@ -153,6 +153,19 @@ impl DeadLetterStore {
     }
 }
 
+/// Keeps a rejected message in a shared store, if there is one. A store that cannot write is
+/// logged (the reject itself was already counted); the message path never fails on it.
+pub fn keep(store: Option<&std::sync::Mutex<DeadLetterStore>>, d: &DeadLetter) {
+    let Some(store) = store else { return };
+    let r = match store.lock() {
+        Ok(mut s) => s.append(d),
+        Err(p) => p.into_inner().append(d),
+    };
+    if let Err(e) = r {
+        tracing::error!(error = %e, "cannot keep a rejected message in the dead-letter store");
+    }
+}
+
 /// Every record in the store, oldest first. A torn last line (a crash mid-write) is skipped.
 pub fn list(dir: &Path) -> Result<Vec<DeadLetter>, DeadLetterError> {
     let mut out = Vec::new();

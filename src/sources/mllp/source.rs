@@ -23,13 +23,13 @@ use crate::bus::{IngestBatch, Publisher};
 use crate::model::Timestamp;
 use crate::normalize::{NormalizeError, Normalizer};
 use crate::protocol::hl7::ack::{
-    build_ack, build_unparsed_ack, encode_ack, is_ack, plan_with, AckCode, AckCompat, AckErr,
-    ErrLocation, Outcome,
+    build_ack, build_unparsed_ack, encode_ack, is_ack, plan_with, AckCompat, AckErr, ErrLocation,
+    Outcome,
 };
 use crate::protocol::hl7::{self, DecodeError};
 use crate::protocol::mllp::{encode_frame, FrameKind, MllpDecoder, MllpError};
-use crate::sources::deadletter::{DeadLetter, DeadLetterStore};
-use crate::sources::replay::source::{batch_key, count_record};
+use crate::sources::deadletter::{keep, DeadLetter, DeadLetterStore};
+use crate::sources::replay::source::{batch_key, count_normalized};
 use crate::telemetry::Metrics;
 
 /// What every connection of one listener shares.
@@ -277,16 +277,8 @@ fn keep_dead_letter(
     reason: &str,
     raw: &[u8],
 ) {
-    if let Some(store) = &ctx.dead_letters {
-        let d = DeadLetter::new(Timestamp::now_wall(), source, Some(peer), kind, reason, raw);
-        let r = match store.lock() {
-            Ok(mut s) => s.append(&d),
-            Err(p) => p.into_inner().append(&d),
-        };
-        if let Err(e) = r {
-            tracing::error!(error = %e, "cannot keep a rejected message in the dead-letter store");
-        }
-    }
+    let d = DeadLetter::new(Timestamp::now_wall(), source, Some(peer), kind, reason, raw);
+    keep(ctx.dead_letters.as_deref(), &d);
 }
 
 fn reject_reason(e: &NormalizeError) -> AckErr {
@@ -350,15 +342,7 @@ async fn handle_message(
             Outcome::Rejected(err)
         }
         Ok(n) => {
-            if n.unassociated > 0 {
-                ctx.metrics
-                    .observations_unassociated
-                    .with_label_values(&[&cfg.name])
-                    .inc_by(n.unassociated as u64);
-            }
-            for rec in &n.records {
-                count_record(&ctx.metrics, rec);
-            }
+            count_normalized(&ctx.metrics, &cfg.name, &n);
             let key = batch_key(&n.records);
             if n.records.is_empty() || ctx.out.publish(&key, n.records).await.is_ok() {
                 Outcome::Accepted
@@ -387,13 +371,9 @@ async fn handle_message(
         let ack = build_ack(&msg, code, outcome.err_for(code), &ts, &control_id);
         ctx.metrics
             .mllp_acks
-            .with_label_values(&[&cfg.name, code_str(code)])
+            .with_label_values(&[&cfg.name, code.as_str()])
             .inc();
         encode_frame(&encode_ack(&ack, &msg), &mut out);
     }
     out
-}
-
-fn code_str(c: AckCode) -> &'static str {
-    c.as_str()
 }

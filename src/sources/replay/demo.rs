@@ -518,25 +518,7 @@ pub fn lab_message(
         b.segment("OBR", &obr);
         for (j, r) in p.results.iter().enumerate() {
             let code = format!("{}^{}^LN", r.loinc, escape(r.name));
-            b.segment(
-                "OBX",
-                &[
-                    &(j + 1).to_string(),
-                    "NM",
-                    &code,
-                    "",
-                    &r.value,
-                    r.unit,
-                    "",
-                    "",
-                    "",
-                    "",
-                    "F",
-                    "",
-                    "",
-                    &coll,
-                ],
-            );
+            b.final_nm_obx(j + 1, &code, &r.value, r.unit, &coll);
         }
     }
     b.finish()

@@ -84,27 +84,28 @@ impl MessageBuilder {
         }
     }
 
-    /// An OBX with the patient's body weight (LOINC 29463-7, kg), as ADT messages carry it.
-    pub fn weight_obx(&mut self, kg: &str, when: &str) -> &mut Self {
+    /// A final numeric OBX: set id, coded identifier (`code^text^system`), value, unit and
+    /// observation time (OBX-14), status `F`.
+    pub fn final_nm_obx(
+        &mut self,
+        set_id: usize,
+        code: &str,
+        value: &str,
+        unit: &str,
+        when: &str,
+    ) -> &mut Self {
+        let set_id = set_id.to_string();
         self.segment(
             "OBX",
             &[
-                "1",
-                "NM",
-                "29463-7^Body weight^LN",
-                "",
-                kg,
-                "kg",
-                "",
-                "",
-                "",
-                "",
-                "F",
-                "",
-                "",
-                when,
+                &set_id, "NM", code, "", value, unit, "", "", "", "", "F", "", "", when,
             ],
         )
+    }
+
+    /// An OBX with the patient's body weight (LOINC 29463-7, kg), as ADT messages carry it.
+    pub fn weight_obx(&mut self, kg: &str, when: &str) -> &mut Self {
+        self.final_nm_obx(1, "29463-7^Body weight^LN", kg, "kg", when)
     }
 
     pub fn finish(self) -> String {

@@ -919,25 +919,7 @@ fn result_message(
     }
     b.segment("OBR", &obr);
     for (j, (code, value, unit)) in rows.iter().enumerate() {
-        b.segment(
-            "OBX",
-            &[
-                &(j + 1).to_string(),
-                "NM",
-                code,
-                "",
-                value,
-                unit,
-                "",
-                "",
-                "",
-                "",
-                "F",
-                "",
-                "",
-                &coll,
-            ],
-        );
+        b.final_nm_obx(j + 1, code, value, unit, &coll);
     }
     b.finish()
 }

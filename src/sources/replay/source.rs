@@ -15,8 +15,8 @@ use super::format::{RecordedProtocol, RecordingReader};
 use crate::bus::{IngestBatch, Publisher};
 use crate::config::Speed;
 use crate::model::{IngestRecord, Timestamp};
-use crate::normalize::Normalizer;
-use crate::sources::deadletter::{DeadLetter, DeadLetterStore};
+use crate::normalize::{Normalized, Normalizer};
+use crate::sources::deadletter::{keep, DeadLetter, DeadLetterStore};
 use crate::telemetry::Metrics;
 
 /// What a replay did.
@@ -98,73 +98,44 @@ pub fn run_blocking(
             .messages_received
             .with_label_values(&[&source_label, protocol_name(protocol)])
             .inc();
-        let payload = match entry.payload() {
-            Ok(p) => p,
-            Err(e) => {
-                reject(
-                    &mut stats,
-                    &metrics,
+        let payload = entry.payload();
+        let decoded = match (&payload, protocol) {
+            (Err(e), _) => Err(("payload", e.to_string())),
+            (Ok(_), p) if p != RecordedProtocol::Hl7 => Err((
+                "unsupported",
+                "this build replays HL7 sources only".to_string(),
+            )),
+            (Ok(raw), _) => {
+                let started = Instant::now();
+                let result = match normalizer.lock() {
+                    Ok(mut n) => n.hl7(&entry.source, raw, entry.t),
+                    Err(poisoned) => poisoned.into_inner().hl7(&entry.source, raw, entry.t),
+                };
+                metrics.stage_time("normalize", started.elapsed());
+                result.map_err(|e| (e.kind(), e.to_string()))
+            }
+        };
+        let n = match decoded {
+            Ok(n) => n,
+            Err((kind, reason)) => {
+                stats.rejected += 1;
+                metrics.message_rejected(&source_label, kind, &reason);
+                let raw = payload.as_deref().unwrap_or_default();
+                keep(
                     dl,
-                    &source_label,
-                    entry.t,
-                    "payload",
-                    &e.to_string(),
-                    b"",
+                    &DeadLetter::new(entry.t, &source_label, None, kind, &reason, raw),
                 );
                 continue;
             }
         };
-        if protocol != RecordedProtocol::Hl7 {
-            reject(
-                &mut stats,
-                &metrics,
-                dl,
-                &source_label,
-                entry.t,
-                "unsupported",
-                "this build replays HL7 sources only",
-                &payload,
-            );
+        count_normalized(&metrics, &source_label, &n);
+        if n.records.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let result = match normalizer.lock() {
-            Ok(mut n) => n.hl7(&entry.source, &payload, entry.t),
-            Err(poisoned) => poisoned.into_inner().hl7(&entry.source, &payload, entry.t),
-        };
-        metrics.stage_time("normalize", started.elapsed());
-        match result {
-            Err(e) => {
-                reject(
-                    &mut stats,
-                    &metrics,
-                    dl,
-                    &source_label,
-                    entry.t,
-                    e.kind(),
-                    &e.to_string(),
-                    &payload,
-                );
-            }
-            Ok(n) => {
-                if n.unassociated > 0 {
-                    metrics
-                        .observations_unassociated
-                        .with_label_values(&[&source_label])
-                        .inc_by(n.unassociated as u64);
-                }
-                if n.records.is_empty() {
-                    continue;
-                }
-                for rec in &n.records {
-                    count_record(&metrics, rec);
-                }
-                stats.records += n.records.len() as u64;
-                let key = batch_key(&n.records);
-                rt.block_on(out.publish(&key, n.records))
-                    .map_err(|_| ReplayError::BusClosed)?;
-            }
-        }
+        stats.records += n.records.len() as u64;
+        let key = batch_key(&n.records);
+        rt.block_on(out.publish(&key, n.records))
+            .map_err(|_| ReplayError::BusClosed)?;
     }
     Ok(stats)
 }
@@ -177,31 +148,6 @@ fn protocol_name(p: RecordedProtocol) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn reject(
-    stats: &mut ReplayStats,
-    metrics: &Metrics,
-    store: Option<&Mutex<DeadLetterStore>>,
-    source: &str,
-    t: Timestamp,
-    kind: &str,
-    reason: &str,
-    raw: &[u8],
-) {
-    stats.rejected += 1;
-    metrics.message_rejected(source, kind, reason);
-    if let Some(store) = store {
-        let d = DeadLetter::new(t, source, None, kind, reason, raw);
-        let r = match store.lock() {
-            Ok(mut s) => s.append(&d),
-            Err(p) => p.into_inner().append(&d),
-        };
-        if let Err(e) = r {
-            tracing::error!(error = %e, "cannot keep a rejected message in the dead-letter store");
-        }
-    }
-}
-
 /// The partition key of a message's records: its first record's patient, else its bed.
 pub fn batch_key(records: &[IngestRecord]) -> String {
     match records.first() {
@@ -211,33 +157,40 @@ pub fn batch_key(records: &[IngestRecord]) -> String {
     }
 }
 
+/// Counts what one message became: its records, and readings with no patient for their bed.
+pub fn count_normalized(metrics: &Metrics, source: &str, n: &Normalized) {
+    if n.unassociated > 0 {
+        metrics
+            .observations_unassociated
+            .with_label_values(&[source])
+            .inc_by(n.unassociated as u64);
+    }
+    for rec in &n.records {
+        count_record(metrics, rec);
+    }
+}
+
 /// Counts a normalized record in the metrics.
 pub fn count_record(metrics: &Metrics, rec: &IngestRecord) {
     match rec {
         IngestRecord::Observation(o) => {
-            let system = format!("{:?}", o.code.system).to_uppercase();
             let param = o.param.map(|p| p.name()).unwrap_or_default();
             metrics
                 .observations
-                .with_label_values(&[&system, &o.code.code, &param])
+                .with_label_values(&[o.code.system.as_str(), &o.code.code, &param])
                 .inc();
             for q in &o.quality {
-                let flag = serde_json::to_value(q)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
                 metrics
                     .observations_flagged
-                    .with_label_values(&[&param, &flag])
+                    .with_label_values(&[&param, q.as_str()])
                     .inc();
             }
         }
         IngestRecord::Census(c) => {
-            let kind = serde_json::to_value(c.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            metrics.census_events.with_label_values(&[&kind]).inc();
+            metrics
+                .census_events
+                .with_label_values(&[c.kind.as_str()])
+                .inc();
         }
     }
 }
