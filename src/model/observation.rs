@@ -73,6 +73,8 @@ pub enum Quality {
     Calibrating,
     /// The unit could not be converted to the canonical one.
     UnitUnknown,
+    /// The device itself flagged the reading (questionable, artifact, demo data).
+    DeviceFlagged,
 }
 
 impl Quality {
@@ -86,6 +88,7 @@ impl Quality {
             Quality::ManualEntry => "manual_entry",
             Quality::Calibrating => "calibrating",
             Quality::UnitUnknown => "unit_unknown",
+            Quality::DeviceFlagged => "device_flagged",
         }
     }
 }

@@ -12,4 +12,4 @@ pub mod units;
 pub use tables::NormalizeTables;
 pub mod normalizer;
 
-pub use normalizer::{NormalizeError, NormalizeSettings, Normalized, Normalizer};
+pub use normalizer::{DeviceOrigin, NormalizeError, NormalizeSettings, Normalized, Normalizer};

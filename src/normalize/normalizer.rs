@@ -1,6 +1,7 @@
 //! The gateway's normalizer: one instance shared by every source, holding the census and the
 //! device clock offsets. Raw HL7 in, [`IngestRecord`]s out.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -9,8 +10,10 @@ use crate::model::{
     IngestRecord, Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA,
     OBSERVATION_SCHEMA,
 };
+use crate::protocol::device::{DeviceCode, DeviceReport, ReadingStatus, ReadingValue};
 use crate::protocol::hl7::{
-    self, AdtEvent, DecodeOptions, Decoded, ObsGroup, ObservationReport, ObxRow,
+    self, AdtEvent, DecodeOptions, Decoded, Location, ObsGroup, ObservationReport, ObxRow,
+    PatientIds,
 };
 
 use super::census::Census;
@@ -70,6 +73,24 @@ pub struct Normalized {
     pub records: Vec<IngestRecord>,
     /// Observations with no patient for their bed.
     pub unassociated: usize,
+}
+
+/// Where a device source's readings belong and who sent them: from the source's config (a
+/// serial port's bed) or the message (an MQTT topic's bed).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceOrigin {
+    /// `serial`, `mqtt`: the protocol recorded in each observation's source.
+    pub protocol: &'static str,
+    /// The device's id (serial number, configured name, MQTT client): clock offsets are tracked
+    /// per id.
+    pub device_id: String,
+    pub model: Option<String>,
+    pub unit: Option<String>,
+    pub bed: Option<String>,
+    /// A patient named by the sender; otherwise the census's occupant of the bed.
+    pub patient: Option<String>,
+    /// What identifies the report in logs and dead letters (a frame number, a topic and packet id).
+    pub message: String,
 }
 
 /// Tracks one device's clock against the gateway's: the smallest recent (receive − sent)
@@ -155,6 +176,105 @@ impl Normalizer {
         self.message(source, &msg, receive_time)
     }
 
+    /// Normalizes readings a device driver or MQTT payload produced, through the same code and
+    /// unit tables, plausibility checks, artifact rules, clock-offset tracking and pump dose
+    /// computation as HL7 device data.
+    pub fn device(
+        &mut self,
+        source: &str,
+        origin: &DeviceOrigin,
+        report: &DeviceReport,
+        receive_time: Timestamp,
+    ) -> Normalized {
+        let mut rows = Vec::with_capacity(report.readings.len());
+        let mut flagged = Vec::with_capacity(report.readings.len());
+        for (i, r) in report.readings.iter().enumerate() {
+            if r.status == ReadingStatus::Unavailable {
+                continue;
+            }
+            let (code, refid, system) = match &r.code {
+                DeviceCode::Mdc { code, refid } => {
+                    (code.to_string(), refid.to_string(), "MDC")
+                }
+                DeviceCode::Loinc { code } => (code.clone(), String::new(), "LN"),
+                DeviceCode::Local { code } => (code.clone(), String::new(), "L"),
+            };
+            let value = match &r.value {
+                ReadingValue::Num(v) if v.is_finite() => v.to_string(),
+                ReadingValue::Num(_) => continue,
+                ReadingValue::Text(t) if !t.trim().is_empty() => t.clone(),
+                ReadingValue::Text(_) => continue,
+            };
+            if code.trim().is_empty() {
+                continue;
+            }
+            flagged.push(r.status == ReadingStatus::Questionable);
+            let sub_id = match &r.channel {
+                Some(ch) => format!("1.1.{}.{}", ch.replace('.', "_"), i + 1),
+                None => String::new(),
+            };
+            rows.push(ObxRow {
+                segment: i,
+                value_type: Cow::Borrowed(match r.value {
+                    ReadingValue::Num(_) => "NM",
+                    ReadingValue::Text(_) => "ST",
+                }),
+                code: Cow::Owned(code),
+                refid: Cow::Owned(refid),
+                system: Cow::Borrowed(system),
+                sub_id: Cow::Owned(sub_id),
+                value: Cow::Owned(value),
+                unit_ucum: Some(Cow::Owned(r.unit.clone())),
+                unit_system: Cow::Borrowed("UCUM"),
+                status: Cow::Borrowed("F"),
+                time: r.time,
+                ..ObxRow::default()
+            });
+        }
+        let report_hl7 = ObservationReport {
+            control_id: Cow::Borrowed(origin.message.as_str()),
+            trigger: Cow::Borrowed("R01"),
+            sending_app: Cow::Borrowed(origin.device_id.as_str()),
+            sending_facility: Cow::Borrowed(""),
+            message_time: report.device_time,
+            patient: PatientIds {
+                ids: Vec::new(),
+                visit_number: origin.patient.as_deref().map(Cow::Borrowed),
+            },
+            location: Location {
+                unit: Cow::Borrowed(origin.unit.as_deref().unwrap_or("")),
+                bed: Cow::Borrowed(origin.bed.as_deref().unwrap_or("")),
+                ..Location::default()
+            },
+            groups: vec![ObsGroup {
+                filler_id: Cow::Borrowed(origin.device_id.as_str()),
+                device_code: hl7::CodedValue {
+                    text: Cow::Borrowed(origin.model.as_deref().unwrap_or("")),
+                    ..hl7::CodedValue::default()
+                },
+                obs_time: report.device_time,
+                rows,
+                ..ObsGroup::default()
+            }],
+        };
+        let protocol: Arc<str> = Arc::from(origin.protocol);
+        let mut n = self.observations(
+            source,
+            &report_hl7,
+            receive_time,
+            origin.protocol.to_string(),
+            protocol,
+        );
+        // Each row became exactly one observation, in order (empty rows were left out above);
+        // derived doses and sedation records follow them.
+        for (rec, flagged) in n.records.iter_mut().zip(&flagged) {
+            if let (IngestRecord::Observation(o), true) = (rec, *flagged) {
+                o.quality.push(Quality::DeviceFlagged);
+            }
+        }
+        n
+    }
+
     /// Decodes and normalizes a message already parsed (the MLLP source parses once, for the
     /// ACK and for this).
     pub fn message(
@@ -176,7 +296,8 @@ impl Normalizer {
         let message_type = format!("{code}^{trigger}");
         match hl7::decode(msg, &opts)? {
             Decoded::Observations(r) => {
-                Ok(self.observations(source, &r, receive_time, message_type))
+                let protocol = Arc::clone(&self.protocol);
+                Ok(self.observations(source, &r, receive_time, message_type, protocol))
             }
             Decoded::Adt(a) => Ok(self.adt(&a, receive_time, message_type)),
         }
@@ -240,6 +361,7 @@ impl Normalizer {
         r: &ObservationReport<'_>,
         receive_time: Timestamp,
         message_type: String,
+        protocol: Arc<str>,
     ) -> Normalized {
         // Who: the encounter, else the MRN's current encounter, else whoever is in the bed.
         let visit = r.patient.visit_number.as_deref().map(str::trim);
@@ -277,7 +399,7 @@ impl Normalizer {
             bed,
             patient,
             source_ref: SourceRef {
-                protocol: Arc::clone(&self.protocol),
+                protocol,
                 source: Arc::from(source),
                 message: Arc::from(r.control_id.as_ref()),
             },

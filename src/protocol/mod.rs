@@ -1,5 +1,6 @@
 //! Sans-I/O protocol code: no tokio, no clock, no sockets. Fuzzed, property-tested and benched
 //! on its own.
 
+pub mod device;
 pub mod hl7;
 pub mod mllp;
