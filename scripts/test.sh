@@ -21,8 +21,27 @@ for component in rustfmt clippy; do
     fi
 done
 
-# The tests drive everything over real loopback sockets and files they create themselves;
-# no external service is needed by the current suite.
+log "test services"
+# The tests start their own processes of these, on free loopback ports and pseudo-terminals
+# they create: Mosquitto (MQTT broker) and socat (serial port pairs). Install what is missing.
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    if command -v apt-get >/dev/null 2>&1; then
+        sudo_cmd=""
+        [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}"
+    else
+        echo "please install: ${need[*]} (the MQTT and serial tests need them)" >&2
+        exit 1
+    fi
+fi
+export PATH="$PATH:/usr/sbin"
+mosquitto -h 2>/dev/null | head -1 || true
+socat -V | head -2 | tail -1
 
 log "format"
 cargo fmt --all -- --check

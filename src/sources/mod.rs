@@ -4,3 +4,4 @@
 pub mod deadletter;
 pub mod mllp;
 pub mod replay;
+pub mod serial;

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub mllp_connections: IntGaugeVec,
     pub mllp_acks: IntCounterVec,
     pub mllp_refused: IntCounterVec,
+    pub device_connected: IntGaugeVec,
+    pub device_reconnects: IntCounterVec,
+    pub device_frames: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -142,8 +145,32 @@ impl Metrics {
             "MLLP connections or frames refused, by source and reason (too_large, idle, unterminated, busy).",
             &["source", "reason"],
         );
+        let device_connected = IntGaugeVec::new(
+            Opts::new(
+                "vigil_device_connected",
+                "1 while a device source's port is open and its session is up, by source.",
+            ),
+            &["source", "protocol"],
+        )
+        .unwrap_or_else(|e| unreachable!("static gauge definition: {e}"));
+        let _ = registry.register(Box::new(device_connected.clone()));
+        let device_reconnects = counter(
+            &registry,
+            "vigil_device_reconnects_total",
+            "Times a device source lost its port or session and reopened it, by source and reason (open_failed, read_error, closed, silent, session).",
+            &["source", "reason"],
+        );
+        let device_frames = counter(
+            &registry,
+            "vigil_device_frames_total",
+            "Device protocol frames, by source and result (ok, checksum, resync, decode_error).",
+            &["source", "result"],
+        );
         Metrics {
             registry,
+            device_connected,
+            device_reconnects,
+            device_frames,
             mllp_connections,
             mllp_acks,
             mllp_refused,

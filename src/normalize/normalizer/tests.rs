@@ -235,3 +235,77 @@ fn a_propofol_channel_reports_sedation_and_never_becomes_a_vasopressor_dose() {
     assert_eq!(sed.value, Value::Num(1.0));
     assert_eq!(sed.code.refid.as_deref(), Some("Propofol 1%"));
 }
+
+fn origin(device: &str) -> DeviceOrigin {
+    DeviceOrigin {
+        protocol: "serial",
+        device_id: device.into(),
+        model: Some("Test".into()),
+        unit: Some("ICU-A".into()),
+        bed: Some("BED07".into()),
+        patient: None,
+        message: "port#1".into(),
+    }
+}
+
+#[test]
+fn device_reports_go_through_the_same_tables_as_hl7() {
+    use crate::protocol::device::{DeviceCode, DeviceReading, DeviceReport, ReadingStatus};
+    let mut n = norm();
+    admit(&mut n, "V7", "MRN7", "BED07", "80");
+    let mut flagged =
+        DeviceReading::num(DeviceCode::mdc(150456, "MDC_PULS_OXIM_SAT_O2"), 91.0, "%");
+    flagged.status = ReadingStatus::Questionable;
+    let mut gone = DeviceReading::num(DeviceCode::mdc(151562, "MDC_RESP_RATE"), 0.0, "/min");
+    gone.status = ReadingStatus::Unavailable;
+    let report = DeviceReport {
+        device_time: Some(t0()),
+        readings: vec![
+            DeviceReading::num(DeviceCode::mdc(147842, "MDC_ECG_HEART_RATE"), 88.0, "/min"),
+            gone,
+            flagged,
+            DeviceReading::num(DeviceCode::mdc(150344, "MDC_TEMP"), 101.3, "[degF]"),
+        ],
+    };
+    let out = n.device("mon-port", &origin("MON7"), &report, t0().plus_ms(300));
+    let obs = observations(&out);
+    assert_eq!(obs.len(), 3, "the unavailable reading is not emitted");
+    let hr = find(&obs, Param::HeartRate);
+    assert_eq!(
+        hr.patient.as_deref(),
+        Some("V7"),
+        "patient from the bed's census"
+    );
+    assert_eq!(hr.device.id.as_ref(), "MON7");
+    assert_eq!(&*hr.source.protocol, "serial");
+    assert_eq!(hr.device_time, Some(t0()));
+    assert!(hr.quality.is_empty());
+    let spo2 = find(&obs, Param::SpO2);
+    assert_eq!(spo2.quality, vec![Quality::DeviceFlagged]);
+    let temp = find(&obs, Param::Temp);
+    assert_eq!(temp.value, Value::Num(38.5), "°F converted to Cel");
+}
+
+#[test]
+fn a_serial_pump_channel_gets_its_dose_computed() {
+    use crate::protocol::device::{DeviceCode, DeviceReading, DeviceReport, ReadingValue};
+    let mut n = norm();
+    admit(&mut n, "V7", "MRN7", "BED07", "80");
+    let mut name = DeviceReading::num(DeviceCode::mdc(184330, "MDC_DRUG_NAME_TYPE"), 0.0, "");
+    name.value = ReadingValue::Text("norepinephrine".into());
+    let report = DeviceReport {
+        device_time: None,
+        readings: vec![
+            name.on_channel("1"),
+            DeviceReading::num(DeviceCode::mdc(157784, "MDC_FLOW_FLUID_PUMP"), 15.0, "mL/h")
+                .on_channel("1"),
+            DeviceReading::num(DeviceCode::mdc(157760, "MDC_CONC_DRUG"), 0.016, "mg/mL")
+                .on_channel("1"),
+        ],
+    };
+    let out = n.device("pump-port", &origin("PUMP1"), &report, t0());
+    let obs = observations(&out);
+    let dose = find(&obs, Param::Dose(Drug::Norepinephrine));
+    assert_eq!(dose.value, Value::Num(0.05));
+    assert_eq!(dose.corrected_time, t0());
+}

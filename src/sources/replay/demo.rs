@@ -95,6 +95,8 @@ impl DemoSources {
             name: n.clone(),
             protocol: RecordedProtocol::Hl7,
             profile: None,
+            unit: None,
+            bed: None,
         })
         .collect()
     }

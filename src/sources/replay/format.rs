@@ -40,6 +40,11 @@ pub struct RecordedSource {
     /// Serial driver or device profile name, for `serial` sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// The bed a serial device stands at (its readings go to the bed's patient).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bed: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -276,6 +281,8 @@ mod tests {
                 name: "monitors".into(),
                 protocol: RecordedProtocol::Hl7,
                 profile: None,
+                unit: None,
+                bed: None,
             }],
         )
     }

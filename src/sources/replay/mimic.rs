@@ -555,6 +555,8 @@ pub fn import_dir(
                 name: n.into(),
                 protocol: RecordedProtocol::Hl7,
                 profile: None,
+                unit: None,
+                bed: None,
             })
             .collect(),
     );
