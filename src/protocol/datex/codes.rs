@@ -124,6 +124,7 @@ pub struct UnavailableCounts {
 }
 
 impl UnavailableCounts {
+    /// Counts one value without a reading.
     pub fn count(&mut self, why: NoValue) {
         let c = match why {
             NoValue::Invalid => &mut self.invalid,
@@ -138,6 +139,7 @@ impl UnavailableCounts {
         *c += 1;
     }
 
+    /// All reasons together.
     pub fn total(&self) -> u64 {
         self.invalid
             + self.not_updated
@@ -388,7 +390,7 @@ fn temperature(ch: u8, label: u16) -> Mapping {
 }
 
 /// The code, unit, scaling and label of a parameter. `Co2Et` maps to its percentage form
-/// here; [`to_reading`] converts it to mm[Hg] when the ambient pressure is known.
+/// here; [`to_reading`] converts it to `mm[Hg]` when the ambient pressure is known.
 pub fn mapping(p: DatexParam) -> Mapping {
     use DatexParam as P;
     match p {
@@ -461,7 +463,7 @@ pub fn mapping(p: DatexParam) -> Mapping {
     }
 }
 
-/// A decoded value as a reading, or why it has none. etCO2 becomes mm[Hg] (code 151708) when
+/// A decoded value as a reading, or why it has none. etCO2 becomes `mm[Hg]` (code 151708) when
 /// its group carries a valid ambient pressure: mmHg = % / 100 × ambient mmHg, to 0.1 mmHg;
 /// without one it stays a local reading in %.
 pub fn to_reading(v: &PhdbValue, time: Option<Timestamp>) -> Result<DeviceReading, NoValue> {

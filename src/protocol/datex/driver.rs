@@ -108,6 +108,7 @@ fn unix_seconds(t: u32) -> Option<Timestamp> {
 }
 
 impl DatexDriver {
+    /// A driver that has not connected yet (it can decode a capture right away).
     pub fn new(settings: DatexSettings) -> Self {
         DatexDriver {
             settings,

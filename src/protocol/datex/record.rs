@@ -168,6 +168,7 @@ impl RecordHeader {
 /// A parsed record borrowing the frame's bytes.
 #[derive(Clone, Debug)]
 pub struct Record<'a> {
+    /// The header and its subrecord descriptors.
     pub header: RecordHeader,
     /// The data area (`r_len` − 40 bytes after the header).
     pub data: &'a [u8],
@@ -211,23 +212,25 @@ impl<'a> Record<'a> {
         Ok(Record { header, data })
     }
 
-    /// Subrecord `index`: its type and the data from its offset to the end of the record.
+    /// Subrecord `index`: its type and the data from its offset to the end of the record. An
+    /// index past the descriptors is out of bounds (offset −1).
     pub fn subrecord(&self, index: usize) -> Result<(u8, &'a [u8]), RecordError> {
+        let out_of_bounds = |offset| RecordError::SubrecordOutOfBounds {
+            index,
+            offset,
+            data_len: self.data.len(),
+        };
         let desc = self
             .header
             .subrecords()
             .get(index)
             .copied()
-            .unwrap_or_default();
+            .ok_or(out_of_bounds(-1))?;
         usize::try_from(desc.offset)
             .ok()
             .and_then(|o| self.data.get(o..))
             .map(|d| (desc.sr_type, d))
-            .ok_or(RecordError::SubrecordOutOfBounds {
-                index,
-                offset: desc.offset,
-                data_len: self.data.len(),
-            })
+            .ok_or(out_of_bounds(desc.offset))
     }
 }
 
@@ -342,6 +345,7 @@ impl PhdbRequest {
         })
     }
 
+    /// The 9-byte request subrecord.
     pub fn encode(&self) -> [u8; PHDB_REQUEST_LEN] {
         let mut b = [0u8; PHDB_REQUEST_LEN];
         wr(&mut b, 0, &[self.record_type]);
@@ -350,6 +354,7 @@ impl PhdbRequest {
         b
     }
 
+    /// Reads a request subrecord (`None` if shorter than its fields).
     pub fn parse(b: &[u8]) -> Option<Self> {
         Some(PhdbRequest {
             record_type: rd_u8(b, 0)?,
@@ -403,6 +408,7 @@ pub enum PhdbClass {
 }
 
 impl PhdbClass {
+    /// Every class, in code order.
     pub const ALL: [PhdbClass; 4] = [
         PhdbClass::Basic,
         PhdbClass::Ext1,
@@ -410,6 +416,7 @@ impl PhdbClass {
         PhdbClass::Ext3,
     ];
 
+    /// The class number in `cl_drilvl_subt` bits 8..11.
     pub fn code(self) -> u8 {
         match self {
             PhdbClass::Basic => 0,
@@ -419,6 +426,7 @@ impl PhdbClass {
         }
     }
 
+    /// The class with number `c`.
     pub fn from_code(c: u8) -> Option<Self> {
         PhdbClass::ALL.into_iter().find(|k| k.code() == c)
     }

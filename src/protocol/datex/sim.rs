@@ -113,6 +113,7 @@ fn raw(v: f64, scale: f64) -> i16 {
 }
 
 impl DatexSimulator {
+    /// A silent monitor, waiting for requests.
     pub fn new(settings: DatexSimSettings) -> Self {
         DatexSimulator {
             settings,
