@@ -25,6 +25,8 @@ use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
 use crate::sources::mllp::{MllpContext, MllpSource, MllpSourceConfig};
 use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
+use crate::sources::serial::drivers::DriverSpec;
+use crate::sources::serial::{self, DeviceContext, SerialPlan};
 use crate::telemetry::Metrics;
 
 /// A recording to replay: a file or bytes built into the binary.
@@ -52,6 +54,8 @@ pub enum SourcePlan {
     },
     /// An MLLP listener; runs until the pipeline is stopped.
     Mllp(MllpSourceConfig),
+    /// A serial device; runs until the pipeline is stopped, reopening its port as needed.
+    Serial(SerialPlan),
 }
 
 impl SourcePlan {
@@ -67,6 +71,7 @@ impl SourcePlan {
         match self {
             SourcePlan::Replay { name, .. } => name,
             SourcePlan::Mllp(c) => &c.name,
+            SourcePlan::Serial(p) => &p.cfg.name,
         }
     }
 }
@@ -346,6 +351,17 @@ pub async fn run_pipeline(
         let (name, input, speed) = match plan {
             SourcePlan::Replay { name, input, speed } => (name, input, speed),
             SourcePlan::Mllp(_) => continue,
+            SourcePlan::Serial(p) => {
+                let ctx = DeviceContext {
+                    normalizer: normalizer.clone(),
+                    out: obs_tx.clone(),
+                    metrics: metrics.clone(),
+                    stop: stop.clone(),
+                };
+                let name = p.cfg.name.clone();
+                source_tasks.push((name, SourceTask::Listener(tokio::spawn(serial::run(p, ctx)))));
+                continue;
+            }
         };
         let input = input
             .open()
@@ -357,6 +373,7 @@ pub async fn run_pipeline(
             stop: stop.clone(),
             rt: tokio::runtime::Handle::current(),
             dead_letters: dead_letters.clone(),
+            profiles: cfg.device_profiles.clone(),
         };
         let task_name = name.clone();
         let task = tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
@@ -428,13 +445,27 @@ pub fn demo_config() -> Result<Config, crate::config::Problems> {
 pub fn plan_sources(cfg: &Config) -> Vec<SourcePlan> {
     cfg.sources
         .iter()
-        .map(|s| match s {
-            SourceConfig::Replay { name, path, speed } => SourcePlan::Replay {
+        .filter_map(|s| match s {
+            SourceConfig::Replay { name, path, speed } => Some(SourcePlan::Replay {
                 name: name.clone(),
                 input: ReplayInput::File(path.clone()),
                 speed: *speed,
+            }),
+            SourceConfig::Mllp(c) => Some(SourcePlan::Mllp(c.clone())),
+            SourceConfig::Serial(c) => match DriverSpec::parse(&c.driver, &cfg.device_profiles) {
+                Ok(spec) => Some(SourcePlan::Serial(SerialPlan {
+                    line: spec.line_defaults().overridden_by(c),
+                    protocol: spec.name(),
+                    factory: spec.factory(),
+                    cfg: c.clone(),
+                })),
+                // `Config::load` reports this before anything runs; only a config built by
+                // hand can get here.
+                Err(e) => {
+                    tracing::error!(source = %c.name, error = %e, "serial source skipped");
+                    None
+                }
             },
-            SourceConfig::Mllp(c) => SourcePlan::Mllp(c.clone()),
         })
         .collect()
 }

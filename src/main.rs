@@ -10,6 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use vigil::app::{self, ReplayInput, RunOptions, SourcePlan};
 use vigil::config::{Config, LogFormat, Speed};
+use vigil::protocol::profile::ProfileSet;
+use vigil::sources::serial::decode::{decode_capture, open_capture};
+use vigil::sources::serial::drivers::DriverSpec;
+use vigil::sources::serial::sim::{run_simulator, SimPort};
+use vigil::sources::serial::DeviceFeed;
 use vigil::telemetry::{self, Metrics};
 
 /// The bundled demo recording (10 beds, 26 h), built into the binary so `vigil demo` runs
@@ -104,6 +109,62 @@ enum Command {
         /// Print each record as one JSON line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Decode a serial capture offline with a built-in driver or a device profile: one JSON
+    /// observation per line on stdout, frame statistics (frames, checksum failures, resyncs)
+    /// on stderr. The input is raw device bytes or a recording a serial source's `capture`
+    /// wrote.
+    Decode {
+        /// `intellivue`, `medibus`, `datex` or `profile:NAME`.
+        #[arg(long)]
+        protocol: String,
+        #[arg(long)]
+        input: PathBuf,
+        /// A device-profiles directory (its `devices/` profiles join the built-in ones).
+        #[arg(long)]
+        profiles: Option<PathBuf>,
+        /// Raw captures: when the first byte arrived (RFC 3339). Default: the file's
+        /// modification time. Bytes are timed from it at the line rate.
+        #[arg(long)]
+        start: Option<String>,
+        /// Raw captures: the line rate used to time the bytes (default: the driver's).
+        #[arg(long)]
+        baud: Option<u32>,
+        /// Attribute the readings to this bed, as UNIT/BED.
+        #[arg(long)]
+        bed: Option<String>,
+        /// Recordings with several serial sources: the one to decode.
+        #[arg(long)]
+        source: Option<String>,
+        /// Print only the statistics.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Run a simulated device: the device side of a protocol, written from its specification,
+    /// on a pseudo-terminal it creates (--pty LINK) or an existing port (--port PATH), or write
+    /// what it would send to a capture file (--capture FILE).
+    SimulateDevice {
+        /// `intellivue`, `medibus`, `datex` or `profile:NAME`.
+        #[arg(long)]
+        protocol: String,
+        /// Create a pseudo-terminal and link its gateway end at this path; point a serial
+        /// source's `path` at it.
+        #[arg(long, conflicts_with_all = ["port", "capture"])]
+        pty: Option<PathBuf>,
+        /// Attach to an existing port (one end of a socat pair, a USB adapter on a null-modem
+        /// cable); reattaches when it disappears.
+        #[arg(long, conflicts_with = "capture")]
+        port: Option<PathBuf>,
+        /// Write SECONDS of the device's side of a session, made in memory, to this file (a
+        /// raw capture for `vigil decode`).
+        #[arg(long)]
+        capture: Option<PathBuf>,
+        /// With --capture: how many seconds; with --pty/--port: stop after this many
+        /// (default: run until SIGINT/SIGTERM).
+        #[arg(long)]
+        seconds: Option<u32>,
+        #[arg(long)]
+        profiles: Option<PathBuf>,
     },
     /// Load generators for measuring end-to-end throughput and latency.
     #[command(subcommand)]
@@ -231,8 +292,172 @@ fn stop_on_signals(token: CancellationToken) {
     });
 }
 
+fn load_profiles(dir: Option<&std::path::Path>) -> anyhow::Result<ProfileSet> {
+    match dir {
+        None => ProfileSet::builtin().map_err(|p| {
+            anyhow::anyhow!("built-in device profiles: {}", vigil::config::Problems(p))
+        }),
+        Some(d) => {
+            let devices = if d.join("devices").is_dir() {
+                d.join("devices")
+            } else {
+                d.to_path_buf()
+            };
+            ProfileSet::load_dir(&devices)
+                .map_err(|p| anyhow::anyhow!("{}:\n{}", devices.display(), vigil::config::Problems(p)))
+        }
+    }
+}
+
+fn decode_command(
+    protocol: &str,
+    input: &std::path::Path,
+    profiles: Option<&std::path::Path>,
+    start: Option<&str>,
+    baud: Option<u32>,
+    bed: Option<&str>,
+    source: Option<String>,
+    quiet: bool,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let profiles = load_profiles(profiles)?;
+    let spec = DriverSpec::parse(protocol, &profiles).map_err(|e| anyhow::anyhow!(e))?;
+    let start = match start {
+        Some(s) => vigil::model::Timestamp::parse_rfc3339(s).map_err(|e| anyhow::anyhow!(e))?,
+        None => {
+            let modified = std::fs::metadata(input)
+                .and_then(|m| m.modified())
+                .with_context(|| format!("{}", input.display()))?;
+            let ms = modified
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            vigil::model::Timestamp::from_millis(ms)
+        }
+    };
+    let baud = baud.unwrap_or(spec.line_defaults().baud);
+    let capture = open_capture(input, source, start, baud)
+        .with_context(|| format!("{}", input.display()))?;
+    let (unit, bed) = match bed.map(|b| b.split_once('/').unwrap_or(("", b))) {
+        Some((u, b)) => (Some(u).filter(|u| !u.is_empty()), Some(b)),
+        None => (None, None),
+    };
+    let normalizer = std::sync::Mutex::new(vigil::normalize::Normalizer::new(
+        vigil::normalize::NormalizeTables::builtin()
+            .map_err(|p| anyhow::anyhow!("built-in tables: {}", vigil::config::Problems(p)))?,
+        vigil::normalize::NormalizeSettings::default(),
+    ));
+    let name = input
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "capture".into());
+    let mut feed = DeviceFeed::new(&name, "serial", None, unit, bed);
+    let mut driver = spec.driver();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = decode_capture(driver.as_mut(), capture, &normalizer, &mut feed, |o| {
+        if quiet {
+            return Ok(());
+        }
+        serde_json::to_writer(&mut out, o).map_err(std::io::Error::other)?;
+        out.write_all(b"\n")
+    })?;
+    out.flush()?;
+    let f = summary.frames;
+    eprintln!(
+        "{}: {} bytes, {} frames, {} checksum failures, {} resyncs ({} bytes discarded), {} bytes skipped by design, {} undecodable frames; {} readings, {} observations",
+        spec.name(), summary.bytes, f.frames, f.checksum_failures, f.resyncs, f.discarded_bytes,
+        f.skipped_bytes, f.decode_errors, summary.readings, summary.observations
+    );
+    Ok(if f.frames == 0 {
+        eprintln!("no frame decoded: is this a {} capture?", spec.name());
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn simulate_command(
+    protocol: &str,
+    pty: Option<PathBuf>,
+    port: Option<PathBuf>,
+    capture: Option<PathBuf>,
+    seconds: Option<u32>,
+    profiles: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let profiles = load_profiles(profiles)?;
+    let spec = DriverSpec::parse(protocol, &profiles).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(path) = capture {
+        let secs = seconds.unwrap_or(60);
+        let bytes = spec
+            .capture(secs, vigil::model::Timestamp::now_wall())
+            .map_err(|e| anyhow::anyhow!(e))?;
+        std::fs::write(&path, &bytes).with_context(|| format!("{}", path.display()))?;
+        eprintln!(
+            "wrote {} bytes: {secs} s of a simulated {} session (device to host) to {}",
+            bytes.len(),
+            spec.name(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = match (pty, port) {
+        (Some(link), _) => SimPort::Pty(link),
+        (None, Some(p)) => SimPort::Path(p, spec.line_defaults()),
+        (None, None) => anyhow::bail!("say where the device is attached: --pty LINK, --port PATH or --capture FILE"),
+    };
+    telemetry::init_logging("info", false);
+    let sim = spec.simulator().map_err(|e| anyhow::anyhow!(e))?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let stop = CancellationToken::new();
+        stop_on_signals(stop.clone());
+        if let Some(s) = seconds {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_secs(u64::from(s))).await;
+                stop.cancel();
+            });
+        }
+        eprintln!("simulating a {} device; SIGINT stops it", spec.name());
+        let stats = run_simulator(target, sim, stop).await?;
+        eprintln!(
+            "simulator stopped: {} bytes in, {} bytes out",
+            stats.bytes_in, stats.bytes_out
+        );
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Decode {
+            protocol,
+            input,
+            profiles,
+            start,
+            baud,
+            bed,
+            source,
+            quiet,
+        } => decode_command(
+            &protocol,
+            &input,
+            profiles.as_deref(),
+            start.as_deref(),
+            baud,
+            bed.as_deref(),
+            source,
+            quiet,
+        ),
+        Command::SimulateDevice {
+            protocol,
+            pty,
+            port,
+            capture,
+            seconds,
+            profiles,
+        } => simulate_command(&protocol, pty, port, capture, seconds, profiles.as_deref()),
         Command::Deadletters {
             config,
             dir,

@@ -18,7 +18,9 @@ pub use types::*;
 
 use crate::alerting::AlertRules;
 use crate::normalize::NormalizeTables;
+use crate::protocol::profile::ProfileSet;
 use crate::scorer::ScoringTables;
+use crate::sources::serial::drivers::DriverSpec;
 
 /// The example printed by `vigil generate-config`.
 pub const EXAMPLE: &str = include_str!("../../deploy/vigil.example.toml");
@@ -35,6 +37,8 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub alerting: AlertingConfig,
     pub normalize_tables: NormalizeTables,
+    /// Device profiles: the built-in ones, plus `[paths] device_profiles`/devices/*.toml.
+    pub device_profiles: ProfileSet,
     pub scoring_tables: ScoringTables,
     pub alert_rules: AlertRules,
 }
@@ -190,6 +194,8 @@ impl Config {
         }
 
         let mut sources = Vec::new();
+        // Serial sources are checked once the device profiles are loaded.
+        let mut serial_lines = Vec::new();
         for s in raw.source {
             let line = Some(line_of(src, s.span().start));
             match s.into_inner().try_into::<SourceConfig>() {
@@ -248,6 +254,10 @@ impl Config {
                                     ),
                                 ));
                             }
+                        }
+                        SourceConfig::Serial(c) => {
+                            c.resolve(base);
+                            serial_lines.push((sources.len(), line));
                         }
                         SourceConfig::Mllp(c) => {
                             if let Some(tls) = &mut c.tls {
@@ -327,6 +337,66 @@ impl Config {
         };
         let normalize_tables = normalize_tables.map_err(|e| problems.extend(e)).ok();
 
+        let device_profiles = match &paths.device_profiles {
+            Some(dir) if dir.join("devices").is_dir() => ProfileSet::load_dir(&dir.join("devices")),
+            _ => ProfileSet::builtin(),
+        };
+        let device_profiles = device_profiles.map_err(|e| problems.extend(e)).ok();
+        if let Some(profiles) = &device_profiles {
+            for (i, line) in serial_lines {
+                let Some(SourceConfig::Serial(c)) = sources.get(i) else {
+                    continue;
+                };
+                let mut fault = |msg: String| {
+                    problems.push(Problem::new(
+                        file,
+                        line,
+                        format!("[[source]] {:?}: {msg}", c.name),
+                    ))
+                };
+                match DriverSpec::parse(&c.driver, profiles) {
+                    Err(e) => fault(e),
+                    Ok(spec) => {
+                        for p in spec.line_defaults().overridden_by(c).problems() {
+                            fault(p);
+                        }
+                    }
+                }
+                if c.path.as_os_str().is_empty() {
+                    fault("path is empty".into());
+                }
+                if c.reconnect_initial_ms == 0 {
+                    fault("reconnect_initial_ms must be at least 1".into());
+                }
+                if c.reconnect_max_ms < c.reconnect_initial_ms {
+                    fault(format!(
+                        "reconnect_max_ms {} is below reconnect_initial_ms {}",
+                        c.reconnect_max_ms, c.reconnect_initial_ms
+                    ));
+                }
+                if let Some(parent) = c
+                    .capture
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .filter(|p| !p.as_os_str().is_empty() && !p.is_dir())
+                {
+                    fault(format!(
+                        "capture: directory {} does not exist",
+                        parent.display()
+                    ));
+                }
+                let same_port = sources.iter().take(i).any(
+                    |o| matches!(o, SourceConfig::Serial(o) if o.path == c.path),
+                );
+                if same_port {
+                    fault(format!(
+                        "another source already reads {}",
+                        c.path.display()
+                    ));
+                }
+            }
+        }
+
         let (scoring_tables, alert_rules) = match &paths.scoring {
             Some(dir) => {
                 let dir = resolve(dir);
@@ -353,9 +423,13 @@ impl Config {
             ),
         };
 
-        match (normalize_tables, scoring_tables, alert_rules) {
-            (Some(normalize_tables), Some(scoring_tables), Some(alert_rules))
-                if problems.is_empty() =>
+        match (normalize_tables, scoring_tables, alert_rules, device_profiles) {
+            (
+                Some(normalize_tables),
+                Some(scoring_tables),
+                Some(alert_rules),
+                Some(device_profiles),
+            ) if problems.is_empty() =>
             {
                 Ok(Config {
                     site,
@@ -367,6 +441,7 @@ impl Config {
                     sources,
                     alerting,
                     normalize_tables,
+                    device_profiles,
                     scoring_tables,
                     alert_rules,
                 })

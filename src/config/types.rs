@@ -153,6 +153,8 @@ pub enum SourceConfig {
     },
     /// Listens for HL7 v2 over MLLP/TCP (device gateways, ADT, lab).
     Mllp(crate::sources::mllp::MllpSourceConfig),
+    /// Reads one serial device (a vendor protocol or a device profile).
+    Serial(crate::sources::serial::SerialSourceConfig),
 }
 
 fn default_speed() -> Speed {
@@ -164,6 +166,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Replay { name, .. } => name,
             SourceConfig::Mllp(c) => &c.name,
+            SourceConfig::Serial(c) => &c.name,
         }
     }
 }

@@ -11,7 +11,13 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::format::{RecordedProtocol, RecordingReader};
+use std::collections::HashMap;
+
+use super::format::{RecordedProtocol, RecordedSource, RecordingReader};
+use crate::protocol::device::DeviceDriver;
+use crate::protocol::profile::ProfileSet;
+use crate::sources::serial::drivers::DriverSpec;
+use crate::sources::serial::DeviceFeed;
 use crate::bus::{IngestBatch, Publisher};
 use crate::config::Speed;
 use crate::model::{IngestRecord, Timestamp};
@@ -47,6 +53,45 @@ pub struct ReplayContext {
     pub rt: tokio::runtime::Handle,
     /// Where rejected messages are kept, if anywhere.
     pub dead_letters: Option<Arc<Mutex<DeadLetterStore>>>,
+    /// Device profiles, for recorded serial sources that name one.
+    pub profiles: ProfileSet,
+}
+
+/// A recorded serial source being decoded: its driver and what it knows of the device.
+struct SerialReplay {
+    driver: Box<dyn DeviceDriver>,
+    feed: DeviceFeed,
+    events: Vec<crate::protocol::device::DeviceEvent>,
+    replies: Vec<u8>,
+}
+
+impl SerialReplay {
+    fn new(source: &RecordedSource, profiles: &ProfileSet) -> Result<Self, String> {
+        let spec = source
+            .profile
+            .as_deref()
+            .ok_or_else(|| "the recording names no driver for this serial source".to_string())
+            .and_then(|p| DriverSpec::parse(p, profiles))?;
+        Ok(SerialReplay {
+            driver: spec.driver(),
+            feed: DeviceFeed::new(
+                &source.name,
+                "serial",
+                None,
+                source.unit.as_deref(),
+                source.bed.as_deref(),
+            ),
+            events: Vec::new(),
+            replies: Vec::new(),
+        })
+    }
+
+    fn feed(&mut self, bytes: &[u8], t: Timestamp, normalizer: &Mutex<Normalizer>) -> Vec<Normalized> {
+        self.driver.on_bytes(bytes, t, &mut self.events, &mut self.replies);
+        // A replay only listens.
+        self.replies.clear();
+        self.feed.on_events(&mut self.events, normalizer, t).normalized
+    }
 }
 
 /// Replays `input` into `ctx.out`. Returns when the recording ends or `ctx.stop` fires.
@@ -63,8 +108,10 @@ pub fn run_blocking(
         stop,
         rt,
         dead_letters,
+        profiles,
     } = ctx;
     let dl = dead_letters.as_deref();
+    let mut serial: HashMap<String, Result<SerialReplay, String>> = HashMap::new();
     let mut reader = RecordingReader::from_reader(input)?;
     let mut stats = ReplayStats::default();
     let wall_start = Instant::now();
@@ -101,21 +148,38 @@ pub fn run_blocking(
         let payload = entry.payload();
         let decoded = match (&payload, protocol) {
             (Err(e), _) => Err(("payload", e.to_string())),
-            (Ok(_), p) if p != RecordedProtocol::Hl7 => Err((
+            (Ok(raw), RecordedProtocol::Serial) => {
+                let replay = serial.entry(entry.source.clone()).or_insert_with(|| {
+                    match reader.header.source(&entry.source) {
+                        Some(src) => SerialReplay::new(src, &profiles),
+                        None => Err("undeclared source".to_string()),
+                    }
+                });
+                match replay {
+                    Ok(r) => {
+                        let started = Instant::now();
+                        let out = r.feed(raw, entry.t, &normalizer);
+                        metrics.stage_time("normalize", started.elapsed());
+                        Ok(out)
+                    }
+                    Err(e) => Err(("unsupported", e.clone())),
+                }
+            }
+            (Ok(_), RecordedProtocol::Mqtt) => Err((
                 "unsupported",
-                "this build replays HL7 sources only".to_string(),
+                "this build does not replay MQTT sources".to_string(),
             )),
-            (Ok(raw), _) => {
+            (Ok(raw), RecordedProtocol::Hl7) => {
                 let started = Instant::now();
                 let result = match normalizer.lock() {
                     Ok(mut n) => n.hl7(&entry.source, raw, entry.t),
                     Err(poisoned) => poisoned.into_inner().hl7(&entry.source, raw, entry.t),
                 };
                 metrics.stage_time("normalize", started.elapsed());
-                result.map_err(|e| (e.kind(), e.to_string()))
+                result.map(|n| vec![n]).map_err(|e| (e.kind(), e.to_string()))
             }
         };
-        let n = match decoded {
+        let normalized = match decoded {
             Ok(n) => n,
             Err((kind, reason)) => {
                 stats.rejected += 1;
@@ -128,14 +192,16 @@ pub fn run_blocking(
                 continue;
             }
         };
-        count_normalized(&metrics, &source_label, &n);
-        if n.records.is_empty() {
-            continue;
+        for n in normalized {
+            count_normalized(&metrics, &source_label, &n);
+            if n.records.is_empty() {
+                continue;
+            }
+            stats.records += n.records.len() as u64;
+            let key = batch_key(&n.records);
+            rt.block_on(out.publish(&key, n.records))
+                .map_err(|_| ReplayError::BusClosed)?;
         }
-        stats.records += n.records.len() as u64;
-        let key = batch_key(&n.records);
-        rt.block_on(out.publish(&key, n.records))
-            .map_err(|_| ReplayError::BusClosed)?;
     }
     Ok(stats)
 }

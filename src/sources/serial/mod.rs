@@ -6,6 +6,7 @@
 //! pseudo-terminal and, for simulators, the device side of either.
 
 pub mod config;
+pub mod decode;
 pub mod sim;
 
 use std::io;
