@@ -24,6 +24,7 @@ use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
 use crate::sources::mllp::{MllpContext, MllpSource, MllpSourceConfig};
+use crate::sources::mqtt::{MqttContext, MqttSource, MqttSourceConfig};
 use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::telemetry::Metrics;
 
@@ -52,6 +53,8 @@ pub enum SourcePlan {
     },
     /// An MLLP listener; runs until the pipeline is stopped.
     Mllp(MllpSourceConfig),
+    /// An MQTT subscriber; runs until the pipeline is stopped.
+    Mqtt(MqttSourceConfig),
 }
 
 impl SourcePlan {
@@ -67,6 +70,7 @@ impl SourcePlan {
         match self {
             SourcePlan::Replay { name, .. } => name,
             SourcePlan::Mllp(c) => &c.name,
+            SourcePlan::Mqtt(c) => &c.name,
         }
     }
 }
@@ -190,6 +194,7 @@ pub async fn run_pipeline(
 ) -> anyhow::Result<RunReport> {
     // Ports first: a port that cannot be bound stops the run before anything else starts.
     let mut listeners = Vec::new();
+    let mut subscribers = Vec::new();
     for plan in &sources {
         if let SourcePlan::Mllp(c) = plan {
             let l = MllpSource::bind(c.clone()).await?;
@@ -197,6 +202,9 @@ pub async fn run_pipeline(
                 let _ = tx.send((c.name.clone(), addr));
             }
             listeners.push(l);
+        }
+        if let SourcePlan::Mqtt(c) = plan {
+            subscribers.push(MqttSource::new(c.clone())?);
         }
     }
 
@@ -345,7 +353,7 @@ pub async fn run_pipeline(
     for plan in sources {
         let (name, input, speed) = match plan {
             SourcePlan::Replay { name, input, speed } => (name, input, speed),
-            SourcePlan::Mllp(_) => continue,
+            SourcePlan::Mllp(_) | SourcePlan::Mqtt(_) => continue,
         };
         let input = input
             .open()
@@ -372,6 +380,20 @@ pub async fn run_pipeline(
         };
         let name = listener.name().to_string();
         source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
+    }
+    for subscriber in subscribers {
+        let ctx = MqttContext {
+            normalizer: normalizer.clone(),
+            out: obs_tx.clone(),
+            metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
+            stop: stop.clone(),
+        };
+        let name = subscriber.name().to_string();
+        source_tasks.push((
+            name,
+            SourceTask::Listener(tokio::spawn(subscriber.run(ctx))),
+        ));
     }
     drop(obs_tx);
 
@@ -435,6 +457,7 @@ pub fn plan_sources(cfg: &Config) -> Vec<SourcePlan> {
                 speed: *speed,
             },
             SourceConfig::Mllp(c) => SourcePlan::Mllp(c.clone()),
+            SourceConfig::Mqtt(c) => SourcePlan::Mqtt(c.clone()),
         })
         .collect()
 }

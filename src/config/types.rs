@@ -153,6 +153,8 @@ pub enum SourceConfig {
     },
     /// Listens for HL7 v2 over MLLP/TCP (device gateways, ADT, lab).
     Mllp(crate::sources::mllp::MllpSourceConfig),
+    /// Subscribes to an MQTT broker (JSON or SenML device payloads).
+    Mqtt(crate::sources::mqtt::MqttSourceConfig),
 }
 
 fn default_speed() -> Speed {
@@ -164,6 +166,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Replay { name, .. } => name,
             SourceConfig::Mllp(c) => &c.name,
+            SourceConfig::Mqtt(c) => &c.name,
         }
     }
 }

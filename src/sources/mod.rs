@@ -3,4 +3,5 @@
 
 pub mod deadletter;
 pub mod mllp;
+pub mod mqtt;
 pub mod replay;
