@@ -24,6 +24,7 @@ use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
 use crate::sources::mllp::{MllpContext, MllpSource, MllpSourceConfig};
+use crate::sources::mqtt::{MqttContext, MqttSource, MqttSourceConfig};
 use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::sources::serial::drivers::DriverSpec;
 use crate::sources::serial::{self, DeviceContext, SerialPlan};
@@ -56,6 +57,8 @@ pub enum SourcePlan {
     Mllp(MllpSourceConfig),
     /// A serial device; runs until the pipeline is stopped, reopening its port as needed.
     Serial(SerialPlan),
+    /// An MQTT subscriber; runs until the pipeline is stopped.
+    Mqtt(MqttSourceConfig),
 }
 
 impl SourcePlan {
@@ -72,6 +75,7 @@ impl SourcePlan {
             SourcePlan::Replay { name, .. } => name,
             SourcePlan::Mllp(c) => &c.name,
             SourcePlan::Serial(p) => &p.cfg.name,
+            SourcePlan::Mqtt(c) => &c.name,
         }
     }
 }
@@ -195,6 +199,7 @@ pub async fn run_pipeline(
 ) -> anyhow::Result<RunReport> {
     // Ports first: a port that cannot be bound stops the run before anything else starts.
     let mut listeners = Vec::new();
+    let mut subscribers = Vec::new();
     for plan in &sources {
         if let SourcePlan::Mllp(c) = plan {
             let l = MllpSource::bind(c.clone()).await?;
@@ -202,6 +207,9 @@ pub async fn run_pipeline(
                 let _ = tx.send((c.name.clone(), addr));
             }
             listeners.push(l);
+        }
+        if let SourcePlan::Mqtt(c) = plan {
+            subscribers.push(MqttSource::new(c.clone())?);
         }
     }
 
@@ -350,7 +358,7 @@ pub async fn run_pipeline(
     for plan in sources {
         let (name, input, speed) = match plan {
             SourcePlan::Replay { name, input, speed } => (name, input, speed),
-            SourcePlan::Mllp(_) => continue,
+            SourcePlan::Mllp(_) | SourcePlan::Mqtt(_) => continue,
             SourcePlan::Serial(p) => {
                 let ctx = DeviceContext {
                     normalizer: normalizer.clone(),
@@ -389,6 +397,20 @@ pub async fn run_pipeline(
         };
         let name = listener.name().to_string();
         source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
+    }
+    for subscriber in subscribers {
+        let ctx = MqttContext {
+            normalizer: normalizer.clone(),
+            out: obs_tx.clone(),
+            metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
+            stop: stop.clone(),
+        };
+        let name = subscriber.name().to_string();
+        source_tasks.push((
+            name,
+            SourceTask::Listener(tokio::spawn(subscriber.run(ctx))),
+        ));
     }
     drop(obs_tx);
 
@@ -466,6 +488,7 @@ pub fn plan_sources(cfg: &Config) -> Vec<SourcePlan> {
                     None
                 }
             },
+            SourceConfig::Mqtt(c) => Some(SourcePlan::Mqtt(c.clone())),
         })
         .collect()
 }

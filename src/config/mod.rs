@@ -271,6 +271,15 @@ impl Config {
                                 }
                             }
                         }
+                        SourceConfig::Mqtt(c) => {
+                            for e in c.check(base) {
+                                problems.push(Problem::new(
+                                    file,
+                                    line,
+                                    format!("[[source]] {:?}: {e}", c.name),
+                                ));
+                            }
+                        }
                     }
                     sources.push(sc);
                 }

@@ -155,6 +155,8 @@ pub enum SourceConfig {
     Mllp(crate::sources::mllp::MllpSourceConfig),
     /// Reads one serial device (a vendor protocol or a device profile).
     Serial(crate::sources::serial::SerialSourceConfig),
+    /// Subscribes to an MQTT broker (JSON or SenML device payloads).
+    Mqtt(crate::sources::mqtt::MqttSourceConfig),
 }
 
 fn default_speed() -> Speed {
@@ -167,6 +169,7 @@ impl SourceConfig {
             SourceConfig::Replay { name, .. } => name,
             SourceConfig::Mllp(c) => &c.name,
             SourceConfig::Serial(c) => &c.name,
+            SourceConfig::Mqtt(c) => &c.name,
         }
     }
 }

@@ -6,3 +6,4 @@ pub mod device;
 pub mod hl7;
 pub mod medibus;
 pub mod mllp;
+pub mod mqtt_payload;

@@ -3,5 +3,6 @@
 
 pub mod deadletter;
 pub mod mllp;
+pub mod mqtt;
 pub mod replay;
 pub mod serial;

@@ -30,6 +30,14 @@ pub struct Metrics {
     pub device_connected: IntGaugeVec,
     pub device_reconnects: IntCounterVec,
     pub device_frames: IntCounterVec,
+    pub mqtt_connected: IntGaugeVec,
+    pub mqtt_subscribed: IntGaugeVec,
+    pub mqtt_connects: IntCounterVec,
+    pub mqtt_connection_errors: IntCounterVec,
+    pub mqtt_acks: IntCounterVec,
+    pub mqtt_unacked: IntCounterVec,
+    pub mqtt_redelivered: IntCounterVec,
+    pub mqtt_readings_skipped: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -166,11 +174,69 @@ impl Metrics {
             "Device protocol frames, by source and result (ok, checksum, resync, decode_error).",
             &["source", "result"],
         );
+        let gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["source"])
+                .unwrap_or_else(|e| unreachable!("static gauge definition {name}: {e}"));
+            let _ = registry.register(Box::new(g.clone()));
+            g
+        };
+        let mqtt_connected = gauge(
+            "vigil_mqtt_connected",
+            "1 while the MQTT source is connected to its broker, by source.",
+        );
+        let mqtt_subscribed = gauge(
+            "vigil_mqtt_subscribed",
+            "Subscriptions the broker granted at QoS 1 on the current connection, by source.",
+        );
+        let mqtt_connects = counter(
+            &registry,
+            "vigil_mqtt_connects_total",
+            "MQTT connections made, by source and session (new, resumed).",
+            &["source", "session"],
+        );
+        let mqtt_connection_errors = counter(
+            &registry,
+            "vigil_mqtt_connection_errors_total",
+            "MQTT connection failures and losses, by source and kind (io, timeout, tls, refused, protocol, too_large).",
+            &["source", "kind"],
+        );
+        let mqtt_acks = counter(
+            &registry,
+            "vigil_mqtt_acks_total",
+            "PUBACKs sent, by source and outcome (accepted: on the bus; rejected: dead-lettered).",
+            &["source", "outcome"],
+        );
+        let mqtt_unacked = counter(
+            &registry,
+            "vigil_mqtt_unacked_total",
+            "Messages left unacknowledged for the broker to deliver again, by source and reason (connection_lost, shutdown, bus_closed).",
+            &["source", "reason"],
+        );
+        let mqtt_redelivered = counter(
+            &registry,
+            "vigil_mqtt_redelivered_total",
+            "Messages the broker marked as redelivered (DUP), by source.",
+            &["source"],
+        );
+        let mqtt_readings_skipped = counter(
+            &registry,
+            "vigil_mqtt_readings_skipped_total",
+            "Readings in MQTT payloads not emitted, by source and reason (unavailable, not_a_reading).",
+            &["source", "reason"],
+        );
         Metrics {
             registry,
             device_connected,
             device_reconnects,
             device_frames,
+            mqtt_connected,
+            mqtt_subscribed,
+            mqtt_connects,
+            mqtt_connection_errors,
+            mqtt_acks,
+            mqtt_unacked,
+            mqtt_redelivered,
+            mqtt_readings_skipped,
             mllp_connections,
             mllp_acks,
             mllp_refused,
