@@ -4,3 +4,4 @@
 pub mod device;
 pub mod hl7;
 pub mod mllp;
+pub mod profile;
