@@ -261,6 +261,8 @@ impl DeviceProfile {
                     cx.problems
                         .push(Problem::new(file, None, "profile could not be read"));
                 }
+                // In file order, as an engineer fixes them.
+                cx.problems.sort_by_key(|p| p.line.unwrap_or(0));
                 Err(cx.problems)
             }
         }
@@ -806,13 +808,14 @@ fn session(cx: &mut Ctx<'_>, raw: Option<&Spanned<schema::RawSession>>) -> Sessi
         }
         let pr = p.get_ref();
         let bytes = match &pr.send {
-            Some(b) => {
-                let v = cx.escaped(b, "send").unwrap_or_default();
-                if v.is_empty() {
+            Some(b) => match cx.escaped(b, "send") {
+                Some(v) if v.is_empty() => {
                     cx.at(&b.span(), "a poll sends at least one byte");
+                    v
                 }
-                v
-            }
+                Some(v) => v,
+                None => Vec::new(),
+            },
             None => {
                 cx.missing(&span, "send", "a [[session.poll]] needs `send`");
                 Vec::new()
@@ -999,10 +1002,18 @@ fn location(
     None
 }
 
+/// Which frames a frame type takes, as far as shadowing goes.
+enum Takes {
+    All,
+    Prefix(String),
+    /// Depends on a regex: not known to shadow anything.
+    Some,
+}
+
 fn frames(cx: &mut Ctx<'_>, raw: &[Spanned<schema::RawFrame>], max_frame: usize) -> Vec<FrameSpec> {
     let mut out: Vec<FrameSpec> = Vec::new();
-    // (name, line, matcher description) of frames so far, to find unreachable ones.
-    let mut seen: Vec<(String, usize, Option<String>, bool)> = Vec::new();
+    // (name, line, what it takes) of frames so far, to find unreachable ones.
+    let mut seen: Vec<(String, usize, Takes)> = Vec::new();
     for f in raw {
         let span = f.span();
         if cx.removed.element(&span) {
@@ -1012,7 +1023,7 @@ fn frames(cx: &mut Ctx<'_>, raw: &[Spanned<schema::RawFrame>], max_frame: usize)
         let line = line_of(cx.src, span.start);
         let name = match &r.name {
             Some(n) if !n.get_ref().trim().is_empty() => {
-                if let Some((_, l, _, _)) = seen.iter().find(|s| s.0 == *n.get_ref()) {
+                if let Some((_, l, _)) = seen.iter().find(|s| s.0 == *n.get_ref()) {
                     cx.at(
                         &n.span(),
                         format!("frame `{}` is already defined at line {l}", n.get_ref()),
@@ -1035,11 +1046,12 @@ fn frames(cx: &mut Ctx<'_>, raw: &[Spanned<schema::RawFrame>], max_frame: usize)
             .map(|e| *e.get_ref())
             .unwrap_or(RawExtract::Delimited);
         let mut ok = true;
+        let mut matcher_ok = true;
         if r.prefix.is_some() && r.pattern.is_some() {
             if let Some(p) = &r.pattern {
                 cx.at(&p.span(), "give `prefix` or `pattern`, not both");
             }
-            ok = false;
+            matcher_ok = false;
         }
         let matcher = match (&r.prefix, &r.pattern) {
             (Some(p), _) => {
@@ -1058,23 +1070,26 @@ fn frames(cx: &mut Ctx<'_>, raw: &[Spanned<schema::RawFrame>], max_frame: usize)
                 match cx.regex(&p.span(), "pattern", p.get_ref()) {
                     Some(re) => Matcher::Pattern(re),
                     None => {
-                        ok = false;
+                        matcher_ok = false;
                         Matcher::Any
                     }
                 }
             }
             (None, None) => Matcher::Any,
         };
-        // Unreachable: an earlier frame that matches everything, or a shorter prefix of ours.
-        let my_prefix = r.prefix.as_ref().map(|p| p.get_ref().clone());
-        let is_regex = extract_kind == RawExtract::Regex;
-        for (other, other_line, other_prefix, other_regex) in &seen {
-            let shadows = match (other_prefix, *other_regex, &matcher) {
-                (None, false, _) => true,
-                (Some(op), false, Matcher::Prefix(mp)) => !is_regex && mp.starts_with(op.as_str()),
+        // Unreachable: an earlier frame takes everything, or everything with a prefix of ours.
+        let takes = match &matcher {
+            Matcher::Any if extract_kind != RawExtract::Regex => Takes::All,
+            Matcher::Prefix(p) if extract_kind != RawExtract::Regex => Takes::Prefix(p.clone()),
+            _ => Takes::Some,
+        };
+        for (other, other_line, other_takes) in &seen {
+            let shadowed = match (other_takes, &matcher) {
+                (Takes::All, _) => true,
+                (Takes::Prefix(op), Matcher::Prefix(mp)) => mp.starts_with(op.as_str()),
                 _ => false,
             };
-            if shadows {
+            if shadowed {
                 cx.at(
                     &span,
                     format!("frame `{name}` can never match: frame `{other}` (line {other_line}) takes its frames first"),
@@ -1082,8 +1097,9 @@ fn frames(cx: &mut Ctx<'_>, raw: &[Spanned<schema::RawFrame>], max_frame: usize)
                 break;
             }
         }
-        let other_regex = is_regex || matches!(matcher, Matcher::Pattern(_));
-        seen.push((name.clone(), line, my_prefix, other_regex));
+        if matcher_ok {
+            seen.push((name.clone(), line, takes));
+        }
         let not_for = |cx: &mut Ctx<'_>, key: &str, s: Option<Range<usize>>| {
             if let Some(s) = s {
                 cx.at(
