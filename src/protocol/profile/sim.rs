@@ -143,8 +143,8 @@ impl ProfileSimulator {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let span = u64::from(to - from) + 1;
-        from + (self.rng % span) as u8
+        let span = u64::from(to.saturating_sub(from)) + 1;
+        from.wrapping_add((self.rng % span) as u8)
     }
 
     fn print(&mut self, now: Timestamp, out: &mut Vec<u8>) {
