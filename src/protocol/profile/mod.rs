@@ -21,7 +21,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 pub use driver::ProfileDriver;
 pub use extract::{decode, Decoded};
@@ -79,13 +79,17 @@ impl ProfileSet {
     /// The profiles shipped in `device-profiles/devices/`, compiled in. (The tests check they
     /// all parse; one that did not would be left out rather than stop the program.)
     pub fn builtin() -> ProfileSet {
-        let mut set = ProfileSet::default();
-        for (file, src) in BUILTIN {
-            if let Ok(p) = DeviceProfile::parse(&format!("{PROFILES_DIR}/{file}"), src) {
-                set.insert(p);
+        static SET: OnceLock<ProfileSet> = OnceLock::new();
+        SET.get_or_init(|| {
+            let mut set = ProfileSet::default();
+            for (file, src) in BUILTIN {
+                if let Ok(p) = DeviceProfile::parse(&format!("{PROFILES_DIR}/{file}"), src) {
+                    set.insert(p);
+                }
             }
-        }
-        set
+            set
+        })
+        .clone()
     }
 
     /// The built-in profiles plus every `*.toml` in `dir` (same name: the directory's wins).

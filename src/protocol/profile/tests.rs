@@ -856,3 +856,33 @@ proptest! {
         prop_assert_eq!(stats.resyncs, 0);
     }
 }
+
+#[test]
+fn simulated_frames_the_profile_cannot_decode_are_reported() {
+    let src = r#"name = "sim-bad"
+[framing]
+type = "line"
+[[frame]]
+name = "HR"
+prefix = "HR="
+  [[frame.field]]
+  index = 1
+  code = "MDC 147842 MDC_ECG_HEART_RATE"
+  unit = "/min"
+[simulate]
+frames = [
+  "HR=1;{hr};",
+  "BP=1;2;",
+  "HR=1;x;",
+]
+noise = { count = 4, from = 0x80, to = 0x81 }
+[simulate.trace]
+hr = { base = 80 }
+"#;
+    let problems = DeviceProfile::parse("sim.toml", src).unwrap_err();
+    let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(shown.len(), 3, "{shown:#?}");
+    assert!(shown[0].starts_with("sim.toml:14:") && shown[0].contains("matches no [[frame]]"));
+    assert!(shown[1].starts_with("sim.toml:15:") && shown[1].contains("not a number"));
+    assert!(shown[2].starts_with("sim.toml:17:") && shown[2].contains("not in a [[skip]] range"));
+}
