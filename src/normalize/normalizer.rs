@@ -193,7 +193,9 @@ impl Normalizer {
                 continue;
             }
             let (code, refid, system) = match &r.code {
-                DeviceCode::Mdc { code, refid } => (code.to_string(), refid.to_string(), "MDC"),
+                DeviceCode::Mdc { code, refid } => {
+                    (code.to_string(), refid.to_string(), "MDC")
+                }
                 DeviceCode::Loinc { code } => (code.clone(), String::new(), "LN"),
                 DeviceCode::Local { code } => (code.clone(), String::new(), "L"),
             };
