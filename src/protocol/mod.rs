@@ -7,3 +7,4 @@ pub mod hl7;
 pub mod medibus;
 pub mod mllp;
 pub mod mqtt_payload;
+pub mod profile;
