@@ -3,4 +3,5 @@
 
 pub mod device;
 pub mod hl7;
+pub mod intellivue;
 pub mod mllp;
