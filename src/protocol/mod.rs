@@ -4,6 +4,7 @@
 pub mod datex;
 pub mod device;
 pub mod hl7;
+pub mod intellivue;
 pub mod medibus;
 pub mod mllp;
 pub mod mqtt_payload;
