@@ -1337,7 +1337,7 @@ pub fn parse_alarm_list(v: &[u8]) -> Result<Vec<AlarmEntry>> {
             let raw = info.bytes(len)?;
             let units: Vec<u16> = raw
                 .chunks_exact(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .filter_map(|c| <[u8; 2]>::try_from(c).ok().map(u16::from_be_bytes))
                 .collect();
             Some(clean_text(&String::from_utf16_lossy(&units)))
         } else {
