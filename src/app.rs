@@ -367,7 +367,10 @@ pub async fn run_pipeline(
                     stop: stop.clone(),
                 };
                 let name = p.cfg.name.clone();
-                source_tasks.push((name, SourceTask::Listener(tokio::spawn(serial::run(p, ctx)))));
+                source_tasks.push((
+                    name,
+                    SourceTask::Listener(tokio::spawn(serial::run(p, ctx))),
+                ));
                 continue;
             }
         };

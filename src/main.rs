@@ -294,21 +294,21 @@ fn stop_on_signals(token: CancellationToken) {
 
 fn load_profiles(dir: Option<&std::path::Path>) -> anyhow::Result<ProfileSet> {
     match dir {
-        None => ProfileSet::builtin().map_err(|p| {
-            anyhow::anyhow!("built-in device profiles: {}", vigil::config::Problems(p))
-        }),
+        None => Ok(ProfileSet::builtin()),
         Some(d) => {
             let devices = if d.join("devices").is_dir() {
                 d.join("devices")
             } else {
                 d.to_path_buf()
             };
-            ProfileSet::load_dir(&devices)
-                .map_err(|p| anyhow::anyhow!("{}:\n{}", devices.display(), vigil::config::Problems(p)))
+            ProfileSet::load_dir(&devices).map_err(|p| {
+                anyhow::anyhow!("{}:\n{}", devices.display(), vigil::config::Problems(p))
+            })
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)] // one per command-line option
 fn decode_command(
     protocol: &str,
     input: &std::path::Path,
@@ -336,8 +336,8 @@ fn decode_command(
         }
     };
     let baud = baud.unwrap_or(spec.line_defaults().baud);
-    let capture = open_capture(input, source, start, baud)
-        .with_context(|| format!("{}", input.display()))?;
+    let capture =
+        open_capture(input, source, start, baud).with_context(|| format!("{}", input.display()))?;
     let (unit, bed) = match bed.map(|b| b.split_once('/').unwrap_or(("", b))) {
         Some((u, b)) => (Some(u).filter(|u| !u.is_empty()), Some(b)),
         None => (None, None),
@@ -404,7 +404,9 @@ fn simulate_command(
     let target = match (pty, port) {
         (Some(link), _) => SimPort::Pty(link),
         (None, Some(p)) => SimPort::Path(p, spec.line_defaults()),
-        (None, None) => anyhow::bail!("say where the device is attached: --pty LINK, --port PATH or --capture FILE"),
+        (None, None) => anyhow::bail!(
+            "say where the device is attached: --pty LINK, --port PATH or --capture FILE"
+        ),
     };
     telemetry::init_logging("info", false);
     let sim = spec.simulator().map_err(|e| anyhow::anyhow!(e))?;

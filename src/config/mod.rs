@@ -348,7 +348,7 @@ impl Config {
 
         let device_profiles = match &paths.device_profiles {
             Some(dir) if dir.join("devices").is_dir() => ProfileSet::load_dir(&dir.join("devices")),
-            _ => ProfileSet::builtin(),
+            _ => Ok(ProfileSet::builtin()),
         };
         let device_profiles = device_profiles.map_err(|e| problems.extend(e)).ok();
         if let Some(profiles) = &device_profiles {
@@ -394,14 +394,12 @@ impl Config {
                         parent.display()
                     ));
                 }
-                let same_port = sources.iter().take(i).any(
-                    |o| matches!(o, SourceConfig::Serial(o) if o.path == c.path),
-                );
+                let same_port = sources
+                    .iter()
+                    .take(i)
+                    .any(|o| matches!(o, SourceConfig::Serial(o) if o.path == c.path));
                 if same_port {
-                    fault(format!(
-                        "another source already reads {}",
-                        c.path.display()
-                    ));
+                    fault(format!("another source already reads {}", c.path.display()));
                 }
             }
         }
@@ -432,29 +430,31 @@ impl Config {
             ),
         };
 
-        match (normalize_tables, scoring_tables, alert_rules, device_profiles) {
+        match (
+            normalize_tables,
+            scoring_tables,
+            alert_rules,
+            device_profiles,
+        ) {
             (
                 Some(normalize_tables),
                 Some(scoring_tables),
                 Some(alert_rules),
                 Some(device_profiles),
-            ) if problems.is_empty() =>
-            {
-                Ok(Config {
-                    site,
-                    paths,
-                    bus,
-                    http,
-                    log,
-                    storage,
-                    sources,
-                    alerting,
-                    normalize_tables,
-                    device_profiles,
-                    scoring_tables,
-                    alert_rules,
-                })
-            }
+            ) if problems.is_empty() => Ok(Config {
+                site,
+                paths,
+                bus,
+                http,
+                log,
+                storage,
+                sources,
+                alerting,
+                normalize_tables,
+                device_profiles,
+                scoring_tables,
+                alert_rules,
+            }),
             _ => Err(Problems(problems)),
         }
     }

@@ -14,15 +14,15 @@ use tokio_util::sync::CancellationToken;
 use std::collections::HashMap;
 
 use super::format::{RecordedProtocol, RecordedSource, RecordingReader};
-use crate::protocol::device::DeviceDriver;
-use crate::protocol::profile::ProfileSet;
-use crate::sources::serial::drivers::DriverSpec;
-use crate::sources::serial::DeviceFeed;
 use crate::bus::{IngestBatch, Publisher};
 use crate::config::Speed;
 use crate::model::{IngestRecord, Timestamp};
 use crate::normalize::{Normalized, Normalizer};
+use crate::protocol::device::DeviceDriver;
+use crate::protocol::profile::ProfileSet;
 use crate::sources::deadletter::{keep, DeadLetter, DeadLetterStore};
+use crate::sources::serial::drivers::DriverSpec;
+use crate::sources::serial::DeviceFeed;
 use crate::telemetry::Metrics;
 
 /// What a replay did.
@@ -86,11 +86,19 @@ impl SerialReplay {
         })
     }
 
-    fn feed(&mut self, bytes: &[u8], t: Timestamp, normalizer: &Mutex<Normalizer>) -> Vec<Normalized> {
-        self.driver.on_bytes(bytes, t, &mut self.events, &mut self.replies);
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        t: Timestamp,
+        normalizer: &Mutex<Normalizer>,
+    ) -> Vec<Normalized> {
+        self.driver
+            .on_bytes(bytes, t, &mut self.events, &mut self.replies);
         // A replay only listens.
         self.replies.clear();
-        self.feed.on_events(&mut self.events, normalizer, t).normalized
+        self.feed
+            .on_events(&mut self.events, normalizer, t)
+            .normalized
     }
 }
 
@@ -176,7 +184,9 @@ pub fn run_blocking(
                     Err(poisoned) => poisoned.into_inner().hl7(&entry.source, raw, entry.t),
                 };
                 metrics.stage_time("normalize", started.elapsed());
-                result.map(|n| vec![n]).map_err(|e| (e.kind(), e.to_string()))
+                result
+                    .map(|n| vec![n])
+                    .map_err(|e| (e.kind(), e.to_string()))
             }
         };
         let normalized = match decoded {

@@ -7,8 +7,10 @@
 
 pub mod config;
 pub mod decode;
+pub mod drivers;
 pub mod sim;
 
+use std::collections::HashMap;
 use std::io;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{FlowControlConfig, ParityConfig, SerialLine, SerialSourceConfig};
 
 use crate::bus::{IngestBatch, Publisher};
-use crate::model::Timestamp;
+use crate::model::{IngestRecord, Timestamp};
 use crate::normalize::{DeviceOrigin, Normalized, Normalizer};
 use crate::protocol::device::{DeviceDriver, DeviceEvent, FrameStats};
 use crate::sources::replay::format::{
@@ -105,6 +107,11 @@ pub struct DeviceFeed {
     fixed_id: bool,
     seq: u64,
     counted: FrameStats,
+    /// The last observation id sent per code: a reading the device repeats unchanged in every
+    /// poll (a NIBP measurement until the next cuff cycle) is sent once.
+    last_ids: HashMap<String, String>,
+    /// Readings dropped as repeats.
+    pub repeats: u64,
 }
 
 /// What a batch of driver events meant for the session.
@@ -140,6 +147,8 @@ impl DeviceFeed {
             fixed_id: device_id.is_some(),
             seq: 0,
             counted: FrameStats::default(),
+            last_ids: HashMap::new(),
+            repeats: 0,
         }
     }
 
@@ -168,12 +177,13 @@ impl DeviceFeed {
                         tracing::error!(source = %self.source, "normalizer lock poisoned");
                         continue;
                     };
-                    out.normalized.push(n.device(
-                        &self.source,
-                        &self.origin,
-                        &report,
-                        receive_time,
-                    ));
+                    let mut normalized =
+                        n.device(&self.source, &self.origin, &report, receive_time);
+                    drop(n);
+                    let before = normalized.records.len();
+                    normalized.records.retain(|r| self.first_time_seen(r));
+                    self.repeats += (before - normalized.records.len()) as u64;
+                    out.normalized.push(normalized);
                 }
                 DeviceEvent::Identified(id) => {
                     tracing::info!(source = %self.source, model = ?id.model, serial = ?id.serial,
@@ -198,6 +208,29 @@ impl DeviceFeed {
             }
         }
         out
+    }
+
+    /// False for an observation identical to the last one sent for its code.
+    fn first_time_seen(&mut self, r: &IngestRecord) -> bool {
+        let IngestRecord::Observation(o) = r else {
+            return true;
+        };
+        let key = format!("{}|{}|{:?}", o.device.id, o.code.code, o.param);
+        match self.last_ids.get_mut(&key) {
+            Some(last) if *last == o.id => false,
+            Some(last) => {
+                last.clone_from(&o.id);
+                true
+            }
+            None => {
+                // Bounded: a device has a few dozen codes; one that invents codes without end
+                // only loses repeat suppression.
+                if self.last_ids.len() < 4096 {
+                    self.last_ids.insert(key, o.id.clone());
+                }
+                true
+            }
+        }
     }
 
     /// Adds the counters' growth since the last call to the metrics.
