@@ -166,6 +166,18 @@ enum Command {
         #[arg(long)]
         profiles: Option<PathBuf>,
     },
+    /// Send HL7 v2 messages from files over MLLP and print each acknowledgement (an ADT admit
+    /// to a running `vigil run`, a test message to any MLLP receiver). Exit status 1 unless
+    /// every message got AA or CA.
+    Send {
+        /// The receiver.
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        target: std::net::SocketAddr,
+        /// Files of HL7 messages (segments separated by CR, LF or CRLF; several messages per
+        /// file, each starting with MSH).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Load generators for measuring end-to-end throughput and latency.
     #[command(subcommand)]
     Loadgen(LoadgenCommand),
@@ -431,8 +443,58 @@ fn simulate_command(
     })
 }
 
+fn send_command(target: std::net::SocketAddr, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    use vigil::protocol::hl7::ack::AckCode;
+    use vigil::sources::mllp::client::{MllpClient, MllpClientSettings};
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut client = MllpClient::new(target, MllpClientSettings::default());
+        let (mut sent, mut accepted) = (0usize, 0usize);
+        for f in files {
+            let bytes = std::fs::read(f).with_context(|| format!("{}", f.display()))?;
+            for msg in vigil::protocol::hl7::split_messages(&bytes) {
+                // Segments end in CR on the wire, whatever the file used.
+                let text = String::from_utf8_lossy(msg);
+                let wire: String = text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{l}\r"))
+                    .collect();
+                sent += 1;
+                let acks = client
+                    .send(wire.as_bytes())
+                    .await
+                    .with_context(|| format!("{}: sending to {target}", f.display()))?;
+                for a in &acks {
+                    let ok = matches!(a.code, AckCode::AA | AckCode::CA);
+                    println!(
+                        "{} {} {}{}",
+                        f.display(),
+                        a.control_id,
+                        a.code.as_str(),
+                        a.error_text
+                            .as_deref()
+                            .map(|t| format!(" {t}"))
+                            .unwrap_or_default()
+                    );
+                    if ok && acks.last().is_some_and(|l| std::ptr::eq(l, a)) {
+                        accepted += 1;
+                    }
+                }
+            }
+        }
+        eprintln!("{sent} message(s) sent, {accepted} accepted");
+        Ok(if sent > 0 && sent == accepted {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Send { target, files } => send_command(target, &files),
         Command::Decode {
             protocol,
             input,

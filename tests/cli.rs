@@ -62,8 +62,12 @@ fn generated_config_validates_and_the_example_configs_are_valid() {
         .output()
         .unwrap();
     assert!(v.status.success(), "{}", String::from_utf8_lossy(&v.stderr));
-    {
-        let example = "deploy/examples/replay.toml";
+    for example in [
+        "deploy/examples/replay.toml",
+        "deploy/examples/mllp.toml",
+        "deploy/examples/gateway.toml",
+        "deploy/examples/mqtt.toml",
+    ] {
         let v = vigil()
             .args(["validate", "--config"])
             .arg(repo().join(example))
@@ -87,6 +91,9 @@ fn every_command_has_help() {
         &["validate"],
         &["generate-config"],
         &["recording", "demo"],
+        &["decode"],
+        &["simulate-device"],
+        &["send"],
     ] {
         let out = vigil().args(cmd).arg("--help").output().unwrap();
         assert!(out.status.success(), "{cmd:?}");
@@ -269,4 +276,153 @@ fn rejected_messages_are_kept_and_listed_by_deadletters() {
     let rec: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&json.stdout).trim()).unwrap();
     assert_eq!(rec["kind"], "missing");
+}
+
+#[test]
+fn decode_turns_simulated_captures_into_coded_observations_with_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    for (protocol, code) in [
+        ("intellivue", "\"147842\""),
+        ("medibus", "\"152196\""),
+        ("datex", "\"150456\""),
+        ("profile:ivy-450c", "\"147842\""),
+    ] {
+        let capture = dir
+            .path()
+            .join(format!("{}.bin", protocol.replace(':', "_")));
+        let made = vigil()
+            .args([
+                "simulate-device",
+                "--protocol",
+                protocol,
+                "--seconds",
+                "20",
+                "--capture",
+            ])
+            .arg(&capture)
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let out = vigil()
+            .args([
+                "decode",
+                "--protocol",
+                protocol,
+                "--start",
+                "2026-01-05T08:00:00Z",
+                "--bed",
+                "ICU-A/BED04",
+                "--input",
+            ])
+            .arg(&capture)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{protocol}: {stderr}");
+        assert!(
+            stderr.contains(" frames, 0 checksum failures, 0 resyncs"),
+            "{protocol}: {stderr}"
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<serde_json::Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(lines.len() > 10, "{protocol}: {} observations", lines.len());
+        assert!(stdout.contains(code), "{protocol}: no {code}");
+        assert!(
+            lines
+                .iter()
+                .all(|o| o["bed"] == "BED04" && o["ucum"].is_string()),
+            "{protocol}"
+        );
+
+        // The same capture with bytes spoiled: counted, resynchronised, still decoded.
+        let mut bytes = std::fs::read(&capture).unwrap();
+        for i in (7..bytes.len()).step_by(97) {
+            bytes[i] ^= 0x21;
+        }
+        let spoiled = dir.path().join("spoiled.bin");
+        std::fs::write(&spoiled, &bytes).unwrap();
+        let out = vigil()
+            .args(["decode", "--protocol", protocol, "--quiet", "--input"])
+            .arg(&spoiled)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let failures: u64 = ["checksum failures", "resyncs", "undecodable frames"]
+            .iter()
+            .filter_map(|what| {
+                let end = stderr.find(what)?;
+                stderr[..end]
+                    .trim_end()
+                    .rsplit(' ')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        assert!(
+            failures > 0,
+            "{protocol}: spoiled bytes went unnoticed: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn decode_says_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"this is not a monitor").unwrap();
+    let out = vigil()
+        .args(["decode", "--protocol", "intellivue", "--input"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no frame decoded"));
+    let out = vigil()
+        .args(["decode", "--protocol", "profile:nope", "--input"])
+        .arg(&junk)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no device profile \"nope\"") && stderr.contains("ivy-450c"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_serial_source_is_reported_in_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[[source]]\nkind = \"serial\"\nname = \"a\"\npath = \"/dev/ttyS9\"\ndriver = \"philips\"\n\n\
+         [[source]]\nkind = \"serial\"\nname = \"b\"\npath = \"/dev/ttyS9\"\ndriver = \"medibus\"\ndata_bits = 9\n\
+         reconnect_initial_ms = 100\nreconnect_max_ms = 10\ncapture = \"nowhere/cap.jsonl\"\n",
+    )
+    .unwrap();
+    let out = vigil()
+        .args(["validate", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for fault in [
+        "bad.toml:1: [[source]] \"a\": unknown driver \"philips\"",
+        "bad.toml:7: [[source]] \"b\": data_bits 9",
+        "reconnect_max_ms 10 is below",
+        "capture: directory",
+        "another source already reads /dev/ttyS9",
+    ] {
+        assert!(stderr.contains(fault), "missing {fault:?} in:\n{stderr}");
+    }
 }

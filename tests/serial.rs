@@ -6,8 +6,7 @@
 //! `socat` is installed by `scripts/test.sh`.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,59 +21,11 @@ use vigil::sources::serial::sim::{run_simulator, wait_for_path, SimPort};
 use vigil::sources::serial::{self, DeviceContext, SerialPlan, SerialSourceConfig};
 use vigil::telemetry::Metrics;
 
+mod common;
+
+use common::PtyPair;
+
 const ADMIT: &str = "MSH|^~\\&|ADT|HOSP|VIGIL|ICU|20260105075500||ADT^A01^ADT_A01|A1|P|2.5\rEVN|A01|20260105075500\rPID|||MRN1^^^HOSP^MR||Doe^Jane\rPV1||I|ICU-A^^BED01||||||||||||||||V1\rOBX|1|NM|29463-7^Body weight^LN||80|kg|||||F\r";
-
-/// A pseudo-terminal pair made by socat: `gw` for the gateway, `dev` for the simulator.
-struct PtyPair {
-    child: Option<Child>,
-    gw: PathBuf,
-    dev: PathBuf,
-}
-
-impl PtyPair {
-    fn start(dir: &Path) -> Self {
-        let mut p = PtyPair {
-            child: None,
-            gw: dir.join("gw"),
-            dev: dir.join("dev"),
-        };
-        p.plug();
-        p
-    }
-
-    /// Creates the pair (again).
-    fn plug(&mut self) {
-        let child = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", self.gw.display()))
-            .arg(format!("pty,raw,echo=0,link={}", self.dev.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("socat is needed for the serial tests (scripts/test.sh installs it)");
-        self.child = Some(child);
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !(self.gw.exists() && self.dev.exists()) {
-            assert!(std::time::Instant::now() < deadline, "socat made no ptys");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Destroys the pair: both ends see the line go away, as with a pulled cable.
-    fn unplug(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = std::fs::remove_file(&self.gw);
-        let _ = std::fs::remove_file(&self.dev);
-    }
-}
-
-impl Drop for PtyPair {
-    fn drop(&mut self) {
-        self.unplug();
-    }
-}
 
 struct Gateway {
     rx: Subscriber<IngestBatch>,
