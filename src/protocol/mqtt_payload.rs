@@ -238,62 +238,31 @@ fn opt_time(
 
 // ------------------------------------------------------------------------------- MDC refids
 
-/// MDC reference ids vigil resolves without a numeric code: the `mdc` rows of
-/// `device-profiles/codes.toml` (a unit test keeps the two in step).
-const MDC_REFIDS: &[(&str, u32)] = &[
-    ("MDC_ECG_HEART_RATE", 147_842),
-    ("MDC_ECG_CARD_BEAT_RATE", 147_842),
-    ("MDC_PULS_OXIM_PULS_RATE", 149_530),
-    ("MDC_PULS_RATE_NON_INV", 149_546),
-    ("MDC_BLD_PULS_RATE_INV", 149_522),
-    ("MDC_PULS_OXIM_SAT_O2", 150_456),
-    ("MDC_PULS_OXIM_PERF_REL", 150_448),
-    ("MDC_RESP_RATE", 151_562),
-    ("MDC_TTHOR_RESP_RATE", 151_578),
-    ("MDC_CO2_RESP_RATE", 151_594),
-    ("MDC_VENT_RESP_RATE", 151_586),
-    ("MDC_PRESS_BLD_NONINV_SYS", 150_021),
-    ("MDC_PRESS_BLD_NONINV_DIA", 150_022),
-    ("MDC_PRESS_BLD_NONINV_MEAN", 150_023),
-    ("MDC_PRESS_CUFF_SYS", 150_301),
-    ("MDC_PRESS_CUFF_DIA", 150_302),
-    ("MDC_PRESS_CUFF_MEAN", 150_303),
-    ("MDC_PRESS_BLD_ART_SYS", 150_033),
-    ("MDC_PRESS_BLD_ART_DIA", 150_034),
-    ("MDC_PRESS_BLD_ART_MEAN", 150_035),
-    ("MDC_PRESS_BLD_ART_ABP_SYS", 150_037),
-    ("MDC_PRESS_BLD_ART_ABP_DIA", 150_038),
-    ("MDC_PRESS_BLD_ART_ABP_MEAN", 150_039),
-    ("MDC_TEMP", 150_344),
-    ("MDC_TEMP_BODY", 150_364),
-    ("MDC_TEMP_CORE", 150_368),
-    ("MDC_TEMP_BLD", 188_436),
-    ("MDC_TEMP_RECT", 188_420),
-    ("MDC_TEMP_AXIL", 188_496),
-    ("MDC_AWAY_CO2_ET", 151_728),
-    ("MDC_CONC_AWAY_CO2_ET", 151_708),
-    ("MDC_CONC_AWAY_O2_INSP", 152_196),
-    ("MDC_VENT_PRESS_AWAY_END_EXP_POS", 151_976),
-    ("MDC_PRESS_AWAY_END_EXP_POS", 151_804),
-    ("MDC_VENT_VOL_TIDAL", 151_980),
-    ("MDC_VOL_AWAY_TIDAL", 151_868),
-    ("MDC_SCORE_GLAS_COMA", 153_728),
-    ("MDC_SCORE_EYE_SUBSC_GLAS_COMA", 153_730),
-    ("MDC_SCORE_MOTOR_SUBSC_GLAS_COMA", 153_731),
-    ("MDC_SCORE_SUBSC_VERBAL_GLAS_COMA", 153_732),
-    ("MDC_CONC_PO2_ART", 159_756),
-    ("MDC_VOL_URINE_COL", 157_744),
-    ("MDC_MASS_BODY_ACTUAL", 188_736),
-    ("MDC_ATTR_PT_WEIGHT", 68_063),
-    ("MDC_RATE_DOSE", 157_924),
-    ("MDC_FLOW_FLUID_PUMP", 157_784),
-    ("MDC_FLOW_FLUID_PUMP_CURRENT", 158_014),
-    ("MDC_CONC_DRUG", 157_760),
-];
+/// MDC reference ids vigil resolves without a numeric code: the `mdc` rows of the built-in
+/// `device-profiles/codes.toml`, read once.
+fn mdc_refids() -> &'static [(&'static str, u32)] {
+    static TABLE: std::sync::OnceLock<Vec<(&'static str, u32)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let Ok(table) = include_str!("../../device-profiles/codes.toml").parse::<toml::Table>()
+        else {
+            return Vec::new();
+        };
+        let rows = table.get("mdc").and_then(|v| v.as_array());
+        rows.into_iter()
+            .flatten()
+            .filter_map(|r| {
+                let refid = r.get("refid")?.as_str()?;
+                let code = u32::try_from(r.get("code")?.as_integer()?).ok()?;
+                // Leaked once per row of a static table: names that live as long as the program.
+                Some((&*Box::leak(refid.to_string().into_boxed_str()), code))
+            })
+            .collect()
+    })
+}
 
 /// The numeric MDC code of a reference id vigil knows (`MDC_PULS_OXIM_SAT_O2` → 150456).
 pub fn mdc_code_for_refid(refid: &str) -> Option<u32> {
-    MDC_REFIDS
+    mdc_refids()
         .iter()
         .find(|(r, _)| *r == refid)
         .map(|(_, c)| *c)
@@ -301,12 +270,15 @@ pub fn mdc_code_for_refid(refid: &str) -> Option<u32> {
 
 /// The first reference id vigil knows for a numeric MDC code.
 pub fn mdc_refid_for_code(code: u32) -> Option<&'static str> {
-    MDC_REFIDS.iter().find(|(_, c)| *c == code).map(|(r, _)| *r)
+    mdc_refids()
+        .iter()
+        .find(|(_, c)| *c == code)
+        .map(|(r, _)| *r)
 }
 
 fn mdc(code: u32, refid: Option<&str>) -> DeviceCode {
     let refid: Cow<'static, str> = match refid {
-        Some(r) => match MDC_REFIDS.iter().find(|(k, _)| *k == r) {
+        Some(r) => match mdc_refids().iter().find(|(k, _)| *k == r) {
             Some((k, _)) => Cow::Borrowed(*k),
             None => Cow::Owned(r.to_string()),
         },
@@ -1278,27 +1250,15 @@ mod tests {
     }
 
     #[test]
-    fn the_refid_table_matches_the_builtin_code_table() {
-        let codes = include_str!("../../device-profiles/codes.toml");
-        let table: toml::Table = toml::from_str(codes).unwrap();
-        let rows = table["mdc"].as_array().unwrap();
-        let mut in_toml = 0;
-        for row in rows {
-            let code = row["code"].as_integer().unwrap() as u32;
-            let refid = row["refid"].as_str().unwrap();
-            in_toml += 1;
-            assert_eq!(
-                mdc_code_for_refid(refid),
-                Some(code),
-                "{refid} in codes.toml"
-            );
-        }
-        assert_eq!(
-            in_toml,
-            MDC_REFIDS.len(),
-            "codes.toml and MDC_REFIDS differ in length"
-        );
+    fn refids_resolve_through_the_builtin_code_table() {
+        assert_eq!(mdc_code_for_refid("MDC_PULS_OXIM_SAT_O2"), Some(150_456));
+        assert_eq!(mdc_code_for_refid("MDC_ECG_CARD_BEAT_RATE"), Some(147_842));
+        assert_eq!(mdc_code_for_refid("MDC_AWAY_RESP_RATE"), Some(151_570));
+        assert_eq!(mdc_code_for_refid("MDC_NOT_A_CODE"), None);
+        assert_eq!(mdc_refid_for_code(152_196), Some("MDC_CONC_AWAY_O2_INSP"));
+        assert!(mdc_refids().len() >= 50, "the whole mdc table is read");
     }
+
 
     mod props {
         use super::*;
