@@ -16,9 +16,10 @@ use vigil::model::{IngestRecord, Observation, Param, Timestamp};
 use vigil::normalize::{NormalizeSettings, NormalizeTables, Normalizer};
 use vigil::protocol::device::DeviceSimulator;
 use vigil::protocol::profile::ProfileSet;
+use vigil::sources::serial::decode::{decode_capture, open_capture};
 use vigil::sources::serial::drivers::DriverSpec;
 use vigil::sources::serial::sim::{run_simulator, wait_for_path, SimPort};
-use vigil::sources::serial::{self, DeviceContext, SerialPlan, SerialSourceConfig};
+use vigil::sources::serial::{self, DeviceContext, DeviceFeed, SerialPlan, SerialSourceConfig};
 use vigil::telemetry::Metrics;
 
 mod common;
@@ -41,6 +42,10 @@ fn spec(name: &str) -> DriverSpec {
 
 /// A serial source on `path` for bed ICU-A/BED01, whose patient V1 (80 kg) is admitted.
 fn gateway(spec: &DriverSpec, path: &Path) -> Gateway {
+    gateway_capturing(spec, path, None)
+}
+
+fn gateway_capturing(spec: &DriverSpec, path: &Path, capture: Option<&Path>) -> Gateway {
     let metrics = Arc::new(Metrics::new());
     let bus = MemoryBus::new(metrics.clone());
     let (tx, rx) = bus.topic::<IngestBatch>("observations", 4096, WhenFull::Block);
@@ -65,7 +70,7 @@ fn gateway(spec: &DriverSpec, path: &Path) -> Gateway {
         device_id: None,
         reconnect_initial_ms: 50,
         reconnect_max_ms: 400,
-        capture: None,
+        capture: capture.map(Path::to_path_buf),
     };
     let plan = SerialPlan {
         line: spec.line_defaults().overridden_by(&cfg),
@@ -155,7 +160,8 @@ async fn reads_its_simulator(name: &str, want: &[Param]) {
     let spec = spec(name);
     let stop = CancellationToken::new();
     let sim = simulator(&spec, &pair.dev, &stop);
-    let mut gw = gateway(&spec, &pair.gw);
+    let capture = dir.path().join("capture.jsonl");
+    let mut gw = gateway_capturing(&spec, &pair.gw, Some(&capture));
     let obs = collect(&mut gw.rx, Duration::from_secs(30), |o| {
         want.iter().all(|p| params(o).contains(p))
     })
@@ -177,6 +183,33 @@ async fn reads_its_simulator(name: &str, want: &[Param]) {
     stop.cancel();
     gw.task.await.unwrap();
     sim.await.unwrap();
+
+    // The capture decodes offline, through a fresh driver, to the same observations.
+    let input = open_capture(&capture, None, Timestamp::from_millis(0), 9600).unwrap();
+    let mut n = Normalizer::new(
+        NormalizeTables::builtin().unwrap(),
+        NormalizeSettings::default(),
+    );
+    // The same census as live (a pump's dose needs the patient's weight).
+    n.hl7("adt", ADMIT.as_bytes(), Timestamp::from_millis(0)).unwrap();
+    let normalizer = Mutex::new(n);
+    let mut feed = DeviceFeed::new("port1", "serial", None, Some("ICU-A"), Some("BED01"));
+    let mut decoded = HashSet::new();
+    let mut driver = spec.driver();
+    let summary = decode_capture(driver.as_mut(), input, &normalizer, &mut feed, |o| {
+        decoded.insert(o.id.clone());
+        Ok(())
+    })
+    .unwrap();
+    assert!(summary.frames.frames > 0, "{name}: {summary:?}");
+    let missing: Vec<_> = obs.iter().filter(|o| !decoded.contains(&o.id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{name}: the capture lacks {} of {} live observations, e.g. {:?}",
+        missing.len(),
+        obs.len(),
+        missing.first()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1259,7 +1259,6 @@ mod tests {
         assert!(mdc_refids().len() >= 50, "the whole mdc table is read");
     }
 
-
     mod props {
         use super::*;
         use proptest::prelude::*;
