@@ -191,7 +191,8 @@ async fn reads_its_simulator(name: &str, want: &[Param]) {
         NormalizeSettings::default(),
     );
     // The same census as live (a pump's dose needs the patient's weight).
-    n.hl7("adt", ADMIT.as_bytes(), Timestamp::from_millis(0)).unwrap();
+    n.hl7("adt", ADMIT.as_bytes(), Timestamp::from_millis(0))
+        .unwrap();
     let normalizer = Mutex::new(n);
     let mut feed = DeviceFeed::new("port1", "serial", None, Some("ICU-A"), Some("BED01"));
     let mut decoded = HashSet::new();
