@@ -324,14 +324,20 @@ pub async fn run_roles(
         },
     )));
 
-    // Sinks are opened before any source starts, so a bad path fails the run up front.
+    // Sinks are opened before any source starts, so a bad path fails the run up front. Only
+    // the process that raises alerts opens them.
     let mut sinks = Vec::new();
-    for s in &cfg.alerting.sink {
+    let sink_configs: &[SinkConfig] = if roles.alerter {
+        &cfg.alerting.sink
+    } else {
+        &[]
+    };
+    for s in sink_configs {
         sinks.push(match s {
             SinkConfig::Console { show_transitions } => Sink::Console {
                 show_transitions: *show_transitions,
             },
-            SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::create(path)?),
+            SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::append(path)?),
             SinkConfig::Webhook {
                 name,
                 url,
