@@ -284,7 +284,9 @@ impl KafkaConfig {
             .set("acks", "all")
             // 0 = no limit: while the broker is away, publishes wait instead of failing.
             .set("message.timeout.ms", "0")
-            .set("linger.ms", "2");
+            // A source publishes one record at a time and waits for it: lingering only adds
+            // latency. Concurrent publishers still batch while a request is in flight.
+            .set("linger.ms", "0");
         // The site's own settings win over these defaults.
         for (k, v) in &self.properties {
             c.set(k, v);
