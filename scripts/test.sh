@@ -21,12 +21,18 @@ for component in rustfmt clippy; do
     fi
 done
 
-log "test services"
+log "test services and build dependencies"
 # The tests start their own processes of these, on free loopback ports and pseudo-terminals
-# they create: Mosquitto (MQTT broker) and socat (serial port pairs). Install what is missing.
+# they create: Mosquitto (MQTT broker), socat (serial port pairs) and tansu (a Kafka-protocol
+# broker). librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make,
+# perl, pkg-config and the OpenSSL headers. Install what is missing.
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v perl >/dev/null 2>&1 || need+=(perl)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     if command -v apt-get >/dev/null 2>&1; then
@@ -39,7 +45,14 @@ if [ "${#need[@]}" -gt 0 ]; then
         exit 1
     fi
 fi
-export PATH="$PATH:/usr/sbin"
+export PATH="$PATH:/usr/sbin:$HOME/.cargo/bin"
+# tansu: a Kafka-compatible broker from crates.io. Its default features have no storage
+# engine; this build takes ~12 minutes once and is kept in ~/.cargo/bin.
+if ! command -v tansu >/dev/null 2>&1; then
+    echo "installing tansu (once, ~12 minutes)"
+    cargo install tansu --locked --features dynostore,postgres
+fi
+tansu --version 2>/dev/null || command -v tansu
 mosquitto -h 2>/dev/null | head -1 || true
 socat -V | head -2 | tail -1
 

@@ -17,8 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerting::sinks::{console_line, JsonlSink, WebhookSettings, WebhookSink};
 use crate::alerting::AlertEngine;
-use crate::bus::{IngestBatch, MemoryBus, WhenFull, TOPIC_OBSERVATIONS, TOPIC_SCORES};
-use crate::config::{Config, SinkConfig, SourceConfig, Speed};
+use crate::bus::kafka::TopicKind;
+use crate::bus::{
+    IngestBatch, KafkaBus, MemoryBus, WhenFull, TOPIC_ALERTS, TOPIC_OBSERVATIONS, TOPIC_SCORES,
+};
+use crate::config::{BusKind, Config, SinkConfig, SourceConfig, Speed};
 use crate::model::{Alert, AlertState, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
@@ -188,8 +191,41 @@ enum Sink {
     Webhook(WebhookSink),
 }
 
-/// Runs the whole pipeline on the in-process bus until every source has ended (or `stop`
-/// fires), then drains every stage.
+/// Which stages a process runs. `vigil run` runs all three; `vigil gateway`, `vigil scorer`
+/// and `vigil alerter` one each, joined by Kafka.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub gateway: bool,
+    pub scorer: bool,
+    pub alerter: bool,
+}
+
+impl Roles {
+    pub const ALL: Roles = Roles {
+        gateway: true,
+        scorer: true,
+        alerter: true,
+    };
+    pub const GATEWAY: Roles = Roles {
+        gateway: true,
+        scorer: false,
+        alerter: false,
+    };
+    pub const SCORER: Roles = Roles {
+        gateway: false,
+        scorer: true,
+        alerter: false,
+    };
+    pub const ALERTER: Roles = Roles {
+        gateway: false,
+        scorer: false,
+        alerter: true,
+    };
+}
+
+/// Runs the whole pipeline until every source has ended (or `stop` fires), then drains every
+/// stage. On the in-process bus by default; on Kafka with `[bus] kind = "kafka"` (then the
+/// scorer and alerter run until `stop`).
 pub async fn run_pipeline(
     cfg: &Config,
     sources: Vec<SourcePlan>,
@@ -197,6 +233,21 @@ pub async fn run_pipeline(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> anyhow::Result<RunReport> {
+    run_roles(cfg, Roles::ALL, sources, opts, metrics, stop).await
+}
+
+/// Runs the stages `roles` names. A process that runs only some of them always uses Kafka
+/// between them. The gateway returns when its sources end (every record acknowledged by the
+/// broker); the scorer and alerter consume until `stop`.
+pub async fn run_roles(
+    cfg: &Config,
+    roles: Roles,
+    sources: Vec<SourcePlan>,
+    opts: RunOptions,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    let sources = if roles.gateway { sources } else { Vec::new() };
     // Ports first: a port that cannot be bound stops the run before anything else starts.
     let mut listeners = Vec::new();
     let mut subscribers = Vec::new();
@@ -213,10 +264,56 @@ pub async fn run_pipeline(
         }
     }
 
-    let bus = MemoryBus::new(metrics.clone());
-    let cap = cfg.bus.capacity;
-    let (obs_tx, obs_rx) = bus.topic::<IngestBatch>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
-    let (scores_tx, mut scores_rx) = bus.topic::<ScoreSet>(TOPIC_SCORES, cap, WhenFull::Block);
+    let kafka = if cfg.bus.kind == BusKind::Kafka || roles != Roles::ALL {
+        let k = KafkaBus::connect(&cfg.kafka, metrics.clone())
+            .await
+            .with_context(|| format!("kafka at {}", cfg.kafka.brokers))?;
+        tracing::info!(brokers = %cfg.kafka.brokers, "kafka transport");
+        Some(k)
+    } else {
+        None
+    };
+    let (obs_tx, obs_rx, scores_tx, scores_rx, alerts_tx) = match &kafka {
+        None => {
+            let bus = MemoryBus::new(metrics.clone());
+            let cap = cfg.bus.capacity;
+            let (otx, orx) = bus.topic::<IngestBatch>(TOPIC_OBSERVATIONS, cap, WhenFull::Block);
+            let (stx, srx) = bus.topic::<ScoreSet>(TOPIC_SCORES, cap, WhenFull::Block);
+            (Some(otx), Some(orx), Some(stx), Some(srx), None)
+        }
+        Some(k) => {
+            let kc = k.config();
+            (
+                roles
+                    .gateway
+                    .then(|| k.publisher(TOPIC_OBSERVATIONS, TopicKind::Observations)),
+                match roles.scorer {
+                    true => Some(k.subscriber(
+                        TOPIC_OBSERVATIONS,
+                        TopicKind::Observations,
+                        &kc.scorer_group,
+                        stop.clone(),
+                    )?),
+                    false => None,
+                },
+                roles
+                    .scorer
+                    .then(|| k.publisher(TOPIC_SCORES, TopicKind::Scores)),
+                match roles.alerter {
+                    true => Some(k.subscriber(
+                        TOPIC_SCORES,
+                        TopicKind::Scores,
+                        &kc.alerter_group,
+                        stop.clone(),
+                    )?),
+                    false => None,
+                },
+                roles
+                    .alerter
+                    .then(|| k.publisher::<Alert>(TOPIC_ALERTS, TopicKind::Alerts)),
+            )
+        }
+    };
 
     let normalizer = Arc::new(Mutex::new(Normalizer::new(
         cfg.normalize_tables.clone(),
@@ -227,14 +324,20 @@ pub async fn run_pipeline(
         },
     )));
 
-    // Sinks are opened before any source starts, so a bad path fails the run up front.
+    // Sinks are opened before any source starts, so a bad path fails the run up front. Only
+    // the process that raises alerts opens them.
     let mut sinks = Vec::new();
-    for s in &cfg.alerting.sink {
+    let sink_configs: &[SinkConfig] = if roles.alerter {
+        &cfg.alerting.sink
+    } else {
+        &[]
+    };
+    for s in sink_configs {
         sinks.push(match s {
             SinkConfig::Console { show_transitions } => Sink::Console {
                 show_transitions: *show_transitions,
             },
-            SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::create(path)?),
+            SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::append(path)?),
             SinkConfig::Webhook {
                 name,
                 url,
@@ -285,137 +388,151 @@ pub async fn run_pipeline(
     let scorer = Scorer::new(tables);
     let scorer_metrics = metrics.clone();
     let scorer_summary = summary.clone();
-    let scorer_task = tokio::spawn(async move {
-        crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
-            if let Ok(mut s) = scorer_summary.lock() {
-                s.on_scores(set);
-            }
-            if let Some(f) = scores_file.as_mut() {
-                if let Err(e) = f.write(set) {
-                    tracing::error!(error = %e, "cannot write scores file");
+    let scorer_task = match (obs_rx, scores_tx) {
+        (Some(obs_rx), Some(scores_tx)) => Some(tokio::spawn(async move {
+            crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
+                if let Ok(mut s) = scorer_summary.lock() {
+                    s.on_scores(set);
                 }
-            }
-        })
-        .await
-    });
+                if let Some(f) = scores_file.as_mut() {
+                    if let Err(e) = f.write(set) {
+                        tracing::error!(error = %e, "cannot write scores file");
+                    }
+                }
+            })
+            .await
+        })),
+        _ => None,
+    };
 
     // Alerter stage.
     let mut engine = AlertEngine::new(&cfg.alert_rules);
     let alert_metrics = metrics.clone();
     let alert_summary = summary.clone();
-    let alerter_task = tokio::spawn(async move {
-        let mut active = 0u32;
-        while let Some(set) = scores_rx.next().await {
-            let started = std::time::Instant::now();
-            let alerts = engine.on_scores(&set);
-            alert_metrics.stage_time("alert", started.elapsed());
-            for a in alerts {
-                alert_metrics
-                    .alerts
-                    .with_label_values(&[&a.rule, a.severity.as_str(), a.state.as_str()])
-                    .inc();
-                if a.state == AlertState::Active {
-                    active += 1;
-                }
-                if let Ok(mut s) = alert_summary.lock() {
-                    s.on_alert(&a);
-                }
-                for sink in &mut sinks {
-                    match sink {
-                        Sink::Console { show_transitions } => {
-                            if a.state == AlertState::Active || *show_transitions {
-                                println!("{}", console_line(&a));
+    let alerter_task = scores_rx.map(|mut scores_rx| {
+        tokio::spawn(async move {
+            let mut active = 0u32;
+            while let Some(set) = scores_rx.next().await {
+                let started = std::time::Instant::now();
+                let alerts = engine.on_scores(&set);
+                alert_metrics.stage_time("alert", started.elapsed());
+                for a in alerts {
+                    alert_metrics
+                        .alerts
+                        .with_label_values(&[&a.rule, a.severity.as_str(), a.state.as_str()])
+                        .inc();
+                    if a.state == AlertState::Active {
+                        active += 1;
+                    }
+                    if let Ok(mut s) = alert_summary.lock() {
+                        s.on_alert(&a);
+                    }
+                    if let Some(tx) = &alerts_tx {
+                        // Keyed by alert id: the topic compacts to each alert's latest state.
+                        let _ = tx.publish(&a.id, a.clone()).await;
+                    }
+                    for sink in &mut sinks {
+                        match sink {
+                            Sink::Console { show_transitions } => {
+                                if a.state == AlertState::Active || *show_transitions {
+                                    println!("{}", console_line(&a));
+                                }
                             }
-                        }
-                        Sink::Jsonl(f) => {
-                            if let Err(e) = f.write(&a) {
-                                tracing::error!(error = %e, "cannot write alert file");
+                            Sink::Jsonl(f) => {
+                                if let Err(e) = f.write(&a) {
+                                    tracing::error!(error = %e, "cannot write alert file");
+                                }
                             }
+                            Sink::Webhook(w) => w.send(a.clone()).await,
                         }
-                        Sink::Webhook(w) => w.send(a.clone()).await,
                     }
                 }
             }
-        }
-        // Upstream closed: give webhooks a deadline to deliver what is queued.
-        for sink in sinks {
-            if let Sink::Webhook(w) = sink {
-                let h = w.close();
-                if tokio::time::timeout(Duration::from_secs(30), h)
-                    .await
-                    .is_err()
-                {
-                    tracing::error!("webhook deliveries still pending at shutdown were abandoned");
+            // Upstream closed: give webhooks a deadline to deliver what is queued.
+            for sink in sinks {
+                if let Sink::Webhook(w) = sink {
+                    let h = w.close();
+                    if tokio::time::timeout(Duration::from_secs(30), h)
+                        .await
+                        .is_err()
+                    {
+                        tracing::error!(
+                            "webhook deliveries still pending at shutdown were abandoned"
+                        );
+                    }
                 }
             }
-        }
-        active
+            active
+        })
     });
 
     // Sources.
     metrics.ready.set(1);
     let mut source_tasks = Vec::new();
-    for plan in sources {
-        let (name, input, speed) = match plan {
-            SourcePlan::Replay { name, input, speed } => (name, input, speed),
-            SourcePlan::Mllp(_) | SourcePlan::Mqtt(_) => continue,
-            SourcePlan::Serial(p) => {
-                let ctx = DeviceContext {
-                    normalizer: normalizer.clone(),
-                    out: obs_tx.clone(),
-                    metrics: metrics.clone(),
-                    stop: stop.clone(),
-                };
-                let name = p.cfg.name.clone();
-                source_tasks.push((
-                    name,
-                    SourceTask::Listener(tokio::spawn(serial::run(p, ctx))),
-                ));
-                continue;
-            }
-        };
-        let input = input
-            .open()
-            .with_context(|| format!("source {name}: cannot open the recording"))?;
-        let ctx = ReplayContext {
-            normalizer: normalizer.clone(),
-            out: obs_tx.clone(),
-            metrics: metrics.clone(),
-            stop: stop.clone(),
-            rt: tokio::runtime::Handle::current(),
-            dead_letters: dead_letters.clone(),
-            profiles: cfg.device_profiles.clone(),
-        };
-        let task_name = name.clone();
-        let task = tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
-        source_tasks.push((name, SourceTask::Replay(task)));
+    if let Some(obs_tx) = obs_tx {
+        for plan in sources {
+            let (name, input, speed) = match plan {
+                SourcePlan::Replay { name, input, speed } => (name, input, speed),
+                SourcePlan::Mllp(_) | SourcePlan::Mqtt(_) => continue,
+                SourcePlan::Serial(p) => {
+                    let ctx = DeviceContext {
+                        normalizer: normalizer.clone(),
+                        out: obs_tx.clone(),
+                        metrics: metrics.clone(),
+                        stop: stop.clone(),
+                    };
+                    let name = p.cfg.name.clone();
+                    source_tasks.push((
+                        name,
+                        SourceTask::Listener(tokio::spawn(serial::run(p, ctx))),
+                    ));
+                    continue;
+                }
+            };
+            let input = input
+                .open()
+                .with_context(|| format!("source {name}: cannot open the recording"))?;
+            let ctx = ReplayContext {
+                normalizer: normalizer.clone(),
+                out: obs_tx.clone(),
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+                rt: tokio::runtime::Handle::current(),
+                dead_letters: dead_letters.clone(),
+                profiles: cfg.device_profiles.clone(),
+            };
+            let task_name = name.clone();
+            let task =
+                tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
+            source_tasks.push((name, SourceTask::Replay(task)));
+        }
+        for listener in listeners {
+            let ctx = MllpContext {
+                normalizer: normalizer.clone(),
+                out: obs_tx.clone(),
+                metrics: metrics.clone(),
+                dead_letters: dead_letters.clone(),
+                stop: stop.clone(),
+            };
+            let name = listener.name().to_string();
+            source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
+        }
+        for subscriber in subscribers {
+            let ctx = MqttContext {
+                normalizer: normalizer.clone(),
+                out: obs_tx.clone(),
+                metrics: metrics.clone(),
+                dead_letters: dead_letters.clone(),
+                stop: stop.clone(),
+            };
+            let name = subscriber.name().to_string();
+            source_tasks.push((
+                name,
+                SourceTask::Listener(tokio::spawn(subscriber.run(ctx))),
+            ));
+        }
+        drop(obs_tx);
     }
-    for listener in listeners {
-        let ctx = MllpContext {
-            normalizer: normalizer.clone(),
-            out: obs_tx.clone(),
-            metrics: metrics.clone(),
-            dead_letters: dead_letters.clone(),
-            stop: stop.clone(),
-        };
-        let name = listener.name().to_string();
-        source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
-    }
-    for subscriber in subscribers {
-        let ctx = MqttContext {
-            normalizer: normalizer.clone(),
-            out: obs_tx.clone(),
-            metrics: metrics.clone(),
-            dead_letters: dead_letters.clone(),
-            stop: stop.clone(),
-        };
-        let name = subscriber.name().to_string();
-        source_tasks.push((
-            name,
-            SourceTask::Listener(tokio::spawn(subscriber.run(ctx))),
-        ));
-    }
-    drop(obs_tx);
 
     let mut report = RunReport::default();
     for (name, t) in source_tasks {
@@ -441,10 +558,21 @@ pub async fn run_pipeline(
             Err(e) => return Err(anyhow::anyhow!("source {name} crashed: {e}")),
         }
     }
-    let scorer = scorer_task.await.context("scorer task")?;
-    report.alerts_active = alerter_task.await.context("alerter task")?;
+    if let Some(k) = &kafka {
+        if roles.gateway {
+            k.flush(Duration::from_secs(30))
+                .context("kafka: records still unacknowledged at shutdown")?;
+        }
+    }
+    if let Some(t) = scorer_task {
+        let scorer = t.await.context("scorer task")?;
+        tracing::info!(patients = scorer.patients(), "scorer drained");
+    }
+    if let Some(t) = alerter_task {
+        report.alerts_active = t.await.context("alerter task")?;
+    }
     metrics.ready.set(0);
-    tracing::info!(patients = scorer.patients(), "pipeline drained");
+    tracing::info!("pipeline drained");
 
     let s = summary
         .lock()

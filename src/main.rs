@@ -86,6 +86,24 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// The gateway role: the config's sources and the normalizer, publishing observations to
+    /// Kafka (`[kafka]`). Returns when its sources end (replays), else runs until SIGTERM.
+    Gateway {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The scorer role: consumes observations from Kafka in the scorer consumer group (run
+    /// several to share the partitions) and publishes score sets. Runs until SIGTERM.
+    Scorer {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// The alerter role: consumes score sets from Kafka, raises and delivers alerts (the
+    /// config's sinks) and publishes them to the alerts topic. Runs until SIGTERM.
+    Alerter {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check a config file, every device-profile table and every scoring table it references;
     /// list every problem with its file and line. Exit status 1 if there is any.
     Validate {
@@ -738,51 +756,56 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 !no_console,
             )
         }
-        Command::Run { config } => {
-            // Every problem is reported before anything starts or any port opens.
-            let cfg = load_config(&config)?;
-            telemetry::init_logging(&cfg.log.level, cfg.log.format == LogFormat::Json);
-            let rt = runtime()?;
-            rt.block_on(async move {
-                let metrics = Arc::new(Metrics::new());
-                let stop = CancellationToken::new();
-                stop_on_signals(stop.clone());
-                let http = match cfg.http.listen {
-                    Some(addr) => Some(
-                        vigil::web::serve(addr, metrics.clone(), stop.clone())
-                            .await
-                            .with_context(|| format!("cannot listen on {addr}"))?,
-                    ),
-                    None => None,
-                };
-                tracing::info!(sources = cfg.sources.len(), "vigil running");
-                let opts = RunOptions {
-                    dead_letters: Some(cfg.storage.deadletter_dir()),
-                    ..RunOptions::default()
-                };
-                let plan = app::plan_sources(&cfg);
-                let report = app::run_pipeline(&cfg, plan, opts, metrics, stop.clone()).await?;
-                tracing::info!(
-                    alerts = report.alerts_active,
-                    score_sets = report.score_sets,
-                    "sources ended; pipeline drained"
-                );
-                if !stop.is_cancelled() {
-                    // Sources have ended (replays): keep serving until asked to stop.
-                    if http.is_some() {
-                        tracing::info!("all sources finished; serving until SIGINT/SIGTERM");
-                        stop.cancelled().await;
-                    }
-                }
-                stop.cancel();
-                if let Some((_, h)) = http {
-                    let _ = h.await;
-                }
-                tracing::info!("stopped");
-                Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
-            })
-        }
+        Command::Run { config } => run_daemon(&config, app::Roles::ALL),
+        Command::Gateway { config } => run_daemon(&config, app::Roles::GATEWAY),
+        Command::Scorer { config } => run_daemon(&config, app::Roles::SCORER),
+        Command::Alerter { config } => run_daemon(&config, app::Roles::ALERTER),
     }
+}
+
+fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<ExitCode> {
+    // Every problem is reported before anything starts or any port opens.
+    let cfg = load_config(config)?;
+    telemetry::init_logging(&cfg.log.level, cfg.log.format == LogFormat::Json);
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        stop_on_signals(stop.clone());
+        let http = match cfg.http.listen {
+            Some(addr) => Some(
+                vigil::web::serve(addr, metrics.clone(), stop.clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(sources = cfg.sources.len(), "vigil running");
+        let opts = RunOptions {
+            dead_letters: Some(cfg.storage.deadletter_dir()),
+            ..RunOptions::default()
+        };
+        let plan = app::plan_sources(&cfg);
+        let report = app::run_roles(&cfg, roles, plan, opts, metrics, stop.clone()).await?;
+        tracing::info!(
+            alerts = report.alerts_active,
+            score_sets = report.score_sets,
+            "sources ended; pipeline drained"
+        );
+        if !stop.is_cancelled() {
+            // Sources have ended (replays): keep serving until asked to stop.
+            if http.is_some() {
+                tracing::info!("all sources finished; serving until SIGINT/SIGTERM");
+                stop.cancelled().await;
+            }
+        }
+        stop.cancel();
+        if let Some((_, h)) = http {
+            let _ = h.await;
+        }
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+    })
 }
 
 fn replay_and_report(

@@ -66,6 +66,23 @@ impl JsonlSink {
         })
     }
 
+    /// Opens the file for appending (created if missing): a daemon's alert log survives its
+    /// restarts.
+    pub fn append(path: &Path) -> Result<Self, SinkError> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|source| SinkError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(JsonlSink {
+            path: path.to_path_buf(),
+            out: std::io::BufWriter::new(f),
+        })
+    }
+
     pub fn write<T: serde::Serialize>(&mut self, rec: &T) -> Result<(), SinkError> {
         let map = |source| SinkError::File {
             path: self.path.clone(),

@@ -6,9 +6,16 @@
 //! ([`WhenFull`]): ingest and alerts block (back-pressure reaches the sender, whose ACK then
 //! waits), nothing is ever dropped silently.
 
+pub mod kafka;
+
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use kafka::{KafkaConfig, KafkaIn, KafkaOut, TopicKind};
 
 use crate::telemetry::Metrics;
 
@@ -37,10 +44,15 @@ pub enum BusError {
     Closed(&'static str),
     #[error("topic {0} is full and drops new records")]
     Dropped(&'static str),
+    #[error("kafka: {0}")]
+    Kafka(String),
+    #[error("cannot encode the record: {0}")]
+    Encode(String),
 }
 
 enum PublisherInner<T> {
     Memory(mpsc::Sender<T>),
+    Kafka(KafkaOut<T>),
 }
 
 /// The sending end of a topic.
@@ -58,6 +70,7 @@ impl<T> Clone for Publisher<T> {
             when_full: self.when_full,
             inner: match &self.inner {
                 PublisherInner::Memory(tx) => PublisherInner::Memory(tx.clone()),
+                PublisherInner::Kafka(k) => PublisherInner::Kafka(k.clone()),
             },
             metrics: self.metrics.clone(),
         }
@@ -67,8 +80,17 @@ impl<T> Clone for Publisher<T> {
 impl<T: Send> Publisher<T> {
     /// Publishes one record under `key` (the partition key: patient, else bed). Returns once
     /// the bus has accepted it.
-    pub async fn publish(&self, _key: &str, rec: T) -> Result<(), BusError> {
+    pub async fn publish(&self, key: &str, rec: T) -> Result<(), BusError> {
         match &self.inner {
+            PublisherInner::Kafka(k) => {
+                let started = std::time::Instant::now();
+                let r = k.send(key, &rec).await;
+                self.metrics.stage_time("kafka_produce", started.elapsed());
+                if let Err(e) = &r {
+                    tracing::error!(topic = k.topic(), error = %e, "publish failed");
+                }
+                r
+            }
             PublisherInner::Memory(tx) => {
                 let r = match self.when_full {
                     WhenFull::Block => tx.send(rec).await.map_err(|_| BusError::Closed(self.topic)),
@@ -93,6 +115,7 @@ impl<T: Send> Publisher<T> {
 
 enum SubscriberInner<T> {
     Memory(mpsc::Receiver<T>),
+    Kafka(KafkaIn<T>),
 }
 
 /// The receiving end of a topic. Ends (`None`) once every publisher is gone and it is drained.
@@ -103,8 +126,11 @@ pub struct Subscriber<T> {
 }
 
 impl<T: Send> Subscriber<T> {
+    /// The next record. On Kafka, asking for the next record marks the previous one processed
+    /// (its offset is stored and committed); `None` once stopped.
     pub async fn next(&mut self) -> Option<T> {
         match &mut self.inner {
+            SubscriberInner::Kafka(k) => k.next(&self.metrics).await,
             SubscriberInner::Memory(rx) => {
                 let r = rx.recv().await;
                 self.metrics
@@ -149,6 +175,69 @@ impl MemoryBus {
                 metrics: self.metrics.clone(),
             },
         )
+    }
+}
+
+/// Topics on Kafka: one idempotent producer shared by every publisher of the process, one
+/// consumer (in its group) per subscriber.
+#[derive(Clone)]
+pub struct KafkaBus {
+    cfg: KafkaConfig,
+    producer: rdkafka::producer::FutureProducer,
+    metrics: Arc<Metrics>,
+}
+
+impl KafkaBus {
+    /// Connects (lazily: librdkafka retries in the background) and creates missing topics.
+    pub async fn connect(cfg: &KafkaConfig, metrics: Arc<Metrics>) -> Result<Self, BusError> {
+        cfg.ensure_topics().await?;
+        Ok(KafkaBus {
+            producer: cfg.producer()?,
+            cfg: cfg.clone(),
+            metrics,
+        })
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.cfg
+    }
+
+    pub fn publisher<T: Serialize>(&self, topic: &'static str, kind: TopicKind) -> Publisher<T> {
+        Publisher {
+            topic,
+            when_full: WhenFull::Block,
+            inner: PublisherInner::Kafka(KafkaOut::new(
+                self.producer.clone(),
+                self.cfg.topic(kind),
+                kind,
+            )),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// A subscriber in consumer group `group`; it ends when `stop` fires.
+    pub fn subscriber<T: DeserializeOwned>(
+        &self,
+        topic: &'static str,
+        kind: TopicKind,
+        group: &str,
+        stop: CancellationToken,
+    ) -> Result<Subscriber<T>, BusError> {
+        let name = self.cfg.topic(kind);
+        let consumer = self.cfg.consumer(group, name)?;
+        Ok(Subscriber {
+            topic,
+            inner: SubscriberInner::Kafka(KafkaIn::new(consumer, name, stop)),
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// Waits until every record produced so far is acknowledged (at shutdown).
+    pub fn flush(&self, timeout: std::time::Duration) -> Result<(), BusError> {
+        use rdkafka::producer::Producer;
+        self.producer
+            .flush(timeout)
+            .map_err(|e| BusError::Kafka(e.to_string()))
     }
 }
 

@@ -34,6 +34,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub log: LogConfig,
     pub storage: StorageConfig,
+    /// Brokers, security and topics, for `[bus] kind = "kafka"` and the separate roles.
+    pub kafka: crate::bus::kafka::KafkaConfig,
     pub sources: Vec<SourceConfig>,
     pub alerting: AlertingConfig,
     pub normalize_tables: NormalizeTables,
@@ -52,6 +54,7 @@ struct RawConfig {
     http: Option<Spanned<toml::Value>>,
     log: Option<Spanned<toml::Value>>,
     storage: Option<Spanned<toml::Value>>,
+    kafka: Option<Spanned<toml::Value>>,
     #[serde(default)]
     source: Vec<Spanned<toml::Value>>,
     alerting: Option<Spanned<toml::Value>>,
@@ -145,6 +148,17 @@ impl Config {
             section(file, src, "paths", raw.paths.is_some(), &mut problems);
         let bus: BusConfig = section(file, src, "bus", raw.bus.is_some(), &mut problems);
         let http: HttpConfig = section(file, src, "http", raw.http.is_some(), &mut problems);
+        let mut kafka: crate::bus::kafka::KafkaConfig =
+            section(file, src, "kafka", raw.kafka.is_some(), &mut problems);
+        kafka.resolve(base);
+        let kafka_line = raw.kafka.as_ref().map(|k| line_of(src, k.span().start));
+        // Kafka settings matter when the bus is Kafka or a section says how to reach it (the
+        // gateway, scorer and alerter roles always use it).
+        if raw.kafka.is_some() || bus.kind == BusKind::Kafka {
+            for p in kafka.problems() {
+                problems.push(Problem::new(file, kafka_line, format!("[kafka]: {p}")));
+            }
+        }
         let log: LogConfig = section(file, src, "log", raw.log.is_some(), &mut problems);
         let mut storage: StorageConfig =
             section(file, src, "storage", raw.storage.is_some(), &mut problems);
@@ -448,6 +462,7 @@ impl Config {
                 http,
                 log,
                 storage,
+                kafka,
                 sources,
                 alerting,
                 normalize_tables,

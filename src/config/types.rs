@@ -75,8 +75,11 @@ pub struct PathsConfig {
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum BusKind {
+    /// In-process topics: every stage in one process (the embedded default).
     #[default]
     Memory,
+    /// Kafka topics (`[kafka]`), also within one `vigil run`.
+    Kafka,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

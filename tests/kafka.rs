@@ -1,0 +1,348 @@
+//! The Kafka transport against a real Kafka-protocol broker (tansu, started by each test on a
+//! free loopback port with memory storage; `scripts/test.sh` installs it): gateway, scorer and
+//! alerter as three `vigil` processes give the same alerts as the in-process replay of the same
+//! recording.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use vigil::app::{plan_sources, run_pipeline, RunOptions};
+use vigil::config::Config;
+
+mod common;
+
+use common::free_port;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tansu_binary() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain([home.join(".cargo/bin")])
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "tansu is not installed: these tests run against a real Kafka-protocol broker; \
+                 scripts/test.sh installs it (cargo install tansu --locked --features dynostore,postgres)"
+            )
+        })
+}
+
+/// A tansu broker with memory storage; killed on drop.
+struct Tansu {
+    child: Child,
+    port: u16,
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu_binary())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Tansu { child, port }
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `vigil` role process, stopped with SIGTERM (and reaped) on drop.
+struct Role {
+    name: &'static str,
+    child: Child,
+}
+
+impl Role {
+    fn start(name: &'static str, config: &Path, log: &Path) -> Role {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg(name)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Role { name, child }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("{} ignored SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The alerts of the in-process replay of `recording`: the golden run.
+fn golden_alerts(recording: &Path, dir: &Path) -> Vec<String> {
+    let out = dir.join("golden.jsonl");
+    let toml = format!(
+        "[site]\nname = \"Demo ICU\"\nhypercapnic_beds = [\"BED02\"]\n\n[[source]]\nkind = \"replay\"\nname = \"demo\"\npath = {:?}\nspeed = \"max\"\n",
+        recording
+    );
+    let cfg = Config::from_str("golden.toml", &toml, dir).unwrap_or_else(|p| panic!("{p}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let opts = RunOptions {
+            alerts_out: Some(out.clone()),
+            ..RunOptions::default()
+        };
+        run_pipeline(
+            &cfg,
+            plan_sources(&cfg),
+            opts,
+            Arc::new(vigil::telemetry::Metrics::new()),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    });
+    sorted_lines(&out)
+}
+
+fn sorted_lines(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    v.sort();
+    v
+}
+
+/// A role config on `brokers` with topics and groups of its own (`tag`).
+fn role_config(dir: &Path, role: &str, brokers: &str, tag: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{role}.toml"));
+    let text = format!(
+        "[site]\nname = \"Demo ICU\"\nhypercapnic_beds = [\"BED02\"]\n\n[storage]\ndir = {:?}\n\n\
+         [kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
+         observations_topic = \"obs-{tag}\"\nscores_topic = \"scores-{tag}\"\nalerts_topic = \"alerts-{tag}\"\n\
+         scorer_group = \"scorer-{tag}\"\nalerter_group = \"alerter-{tag}\"\n\n{extra}",
+        dir.join(format!("data-{role}"))
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn three_processes_on_kafka_alert_as_the_in_process_replay_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = repo().join("replay-data/demo-icu.jsonl.gz");
+    let golden = golden_alerts(&recording, dir.path());
+    assert!(
+        golden.len() > 20,
+        "the demo raises alerts: {}",
+        golden.len()
+    );
+
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    let alerts = dir.path().join("alerts.jsonl");
+    let gw = role_config(
+        dir.path(),
+        "gateway",
+        &brokers,
+        "demo",
+        &format!(
+            "[[source]]\nkind = \"replay\"\nname = \"demo\"\npath = {:?}\nspeed = \"max\"\n",
+            recording
+        ),
+    );
+    let sc = role_config(dir.path(), "scorer", &brokers, "demo", "");
+    let al = role_config(
+        dir.path(),
+        "alerter",
+        &brokers,
+        "demo",
+        &format!("[[alerting.sink]]\nkind = \"jsonl\"\npath = {alerts:?}\n"),
+    );
+    let mut scorer = Role::start("scorer", &sc, &dir.path().join("scorer.log"));
+    let mut alerter = Role::start("alerter", &al, &dir.path().join("alerter.log"));
+    let mut gateway = Role::start("gateway", &gw, &dir.path().join("gateway.log"));
+
+    // The gateway ends with its recording, every record acknowledged by the broker.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Ok(Some(s)) = gateway.child.try_wait() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the gateway did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+    assert!(status.success(), "gateway failed:\n{}", log("gateway.log"));
+
+    // The scorer and alerter catch up (bounded wait: hang protection, not a speed limit).
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sorted_lines(&alerts).len() < golden.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} alerts; scorer:\n{}\nalerter:\n{}",
+            sorted_lines(&alerts).len(),
+            golden.len(),
+            log("scorer.log"),
+            log("alerter.log")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Nothing more arrives: no alert twice.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        scorer.terminate().success(),
+        "scorer:\n{}",
+        log("scorer.log")
+    );
+    assert!(
+        alerter.terminate().success(),
+        "alerter:\n{}",
+        log("alerter.log")
+    );
+    let got = sorted_lines(&alerts);
+    assert_eq!(got.len(), golden.len(), "alert count");
+    assert_eq!(
+        got, golden,
+        "the alerts differ from the in-process replay's"
+    );
+    drop(broker);
+}
+
+/// The broker goes away mid-stream and comes back (librdkafka's mock cluster, which can take a
+/// broker down and up in place; tansu's memory storage would lose its data on a restart): the
+/// producer holds every record until the broker returns, nothing is lost, no alert is raised
+/// twice, and the alerts equal the in-process replay's.
+#[test]
+fn a_broker_outage_mid_stream_loses_nothing() {
+    use rdkafka::mocking::MockCluster;
+    let dir = tempfile::tempdir().unwrap();
+    let recording = repo().join("replay-data/demo-icu.jsonl.gz");
+    let golden = golden_alerts(&recording, dir.path());
+
+    let cluster = MockCluster::new(1).unwrap();
+    for t in ["obs-mock", "scores-mock", "alerts-mock"] {
+        cluster.create_topic(t, 4, 1).unwrap();
+    }
+    let alerts = dir.path().join("alerts.jsonl");
+    let toml = format!(
+        "[site]\nname = \"Demo ICU\"\nhypercapnic_beds = [\"BED02\"]\n\n[bus]\nkind = \"kafka\"\n\n\
+         [kafka]\nbrokers = \"{}\"\ncreate_topics = false\n\
+         observations_topic = \"obs-mock\"\nscores_topic = \"scores-mock\"\nalerts_topic = \"alerts-mock\"\n\
+         scorer_group = \"scorer-mock\"\nalerter_group = \"alerter-mock\"\n\n\
+         [[source]]\nkind = \"replay\"\nname = \"demo\"\npath = {:?}\nspeed = \"max\"\n\n\
+         [[alerting.sink]]\nkind = \"jsonl\"\npath = {:?}\n",
+        cluster.bootstrap_servers(),
+        recording,
+        alerts
+    );
+    let cfg = Config::from_str("mock.toml", &toml, dir.path()).unwrap_or_else(|p| panic!("{p}"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stop = CancellationToken::new();
+    let metrics = Arc::new(vigil::telemetry::Metrics::new());
+    let (s, m) = (stop.clone(), metrics.clone());
+    let pipeline = rt.spawn(async move {
+        run_pipeline(&cfg, plan_sources(&cfg), RunOptions::default(), m, s).await
+    });
+
+    // Let the stream get going, then take the broker away for two seconds.
+    let produced = |m: &vigil::telemetry::Metrics| -> u64 {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with("vigil_stage_latency_seconds_count{stage=\"kafka_produce\"}"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while produced(&metrics) < 2_000 {
+        assert!(Instant::now() < deadline, "nothing produced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cluster.broker_down(1).unwrap();
+    let during = produced(&metrics);
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = produced(&metrics);
+    cluster.broker_up(1).unwrap();
+    assert!(
+        stalled - during < 50,
+        "publishes kept completing with the broker down ({during} → {stalled})"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sorted_lines(&alerts).len() < golden.len() {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} alerts",
+            sorted_lines(&alerts).len(),
+            golden.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    stop.cancel();
+    let report = rt.block_on(pipeline).unwrap().unwrap();
+    let entries: u64 = report.replay.iter().map(|r| r.entries).sum();
+    assert_eq!(entries, 14_602, "the whole recording went through");
+    assert_eq!(
+        sorted_lines(&alerts),
+        golden,
+        "the alerts differ from the in-process replay's"
+    );
+}
