@@ -358,7 +358,10 @@ impl KafkaConfig {
 
 /// What a publisher needs to send one record kind to Kafka.
 pub(super) struct KafkaOut<T> {
-    producer: FutureProducer,
+    /// Replaced when librdkafka declares it fatally failed (an idempotent producer that lost
+    /// its sequence with the broker): a new producer takes over and the record is sent again.
+    producer: Arc<std::sync::Mutex<FutureProducer>>,
+    cfg: Arc<KafkaConfig>,
     topic: Arc<str>,
     kind: TopicKind,
     encode: fn(&T) -> Result<Vec<u8>, String>,
@@ -367,7 +370,8 @@ pub(super) struct KafkaOut<T> {
 impl<T> Clone for KafkaOut<T> {
     fn clone(&self) -> Self {
         KafkaOut {
-            producer: self.producer.clone(),
+            producer: Arc::clone(&self.producer),
+            cfg: Arc::clone(&self.cfg),
             topic: Arc::clone(&self.topic),
             kind: self.kind,
             encode: self.encode,
@@ -380,9 +384,15 @@ fn encode_json<T: Serialize>(t: &T) -> Result<Vec<u8>, String> {
 }
 
 impl<T: Serialize> KafkaOut<T> {
-    pub(super) fn new(producer: FutureProducer, topic: &str, kind: TopicKind) -> Self {
+    pub(super) fn new(
+        producer: FutureProducer,
+        cfg: &KafkaConfig,
+        topic: &str,
+        kind: TopicKind,
+    ) -> Self {
         KafkaOut {
-            producer,
+            producer: Arc::new(std::sync::Mutex::new(producer)),
+            cfg: Arc::new(cfg.clone()),
             topic: Arc::from(topic),
             kind,
             encode: encode_json::<T>,
@@ -411,15 +421,37 @@ impl<T> KafkaOut<T> {
                 key: "content-type",
                 value: Some("application/json"),
             });
-        let record = FutureRecord::to(&self.topic)
-            .key(key)
-            .payload(&payload)
-            .headers(headers);
-        self.producer
-            .send(record, Timeout::Never)
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| BusError::Kafka(format!("producing to {}: {e}", self.topic)))
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let producer = match self.producer.lock() {
+                Ok(p) => p.clone(),
+                Err(_) => return Err(BusError::Kafka("producer lock poisoned".into())),
+            };
+            let record = FutureRecord::to(&self.topic)
+                .key(key)
+                .payload(&payload)
+                .headers(headers.clone());
+            match producer.send(record, Timeout::Never).await {
+                Ok(_) => return Ok(()),
+                Err((e, _)) => {
+                    // The record is not acknowledged: the caller's sender is not acknowledged
+                    // either. Try again (with a new producer if this one is finished) rather
+                    // than fail a source over a broker hiccup.
+                    use rdkafka::producer::Producer;
+                    let fatal = producer.client().fatal_error();
+                    tracing::warn!(topic = %self.topic, error = %e, fatal = ?fatal,
+                        retry_ms = backoff.as_millis() as u64, "produce failed; retrying");
+                    if fatal.is_some() {
+                        if let (Ok(fresh), Ok(mut slot)) = (self.cfg.producer(), self.producer.lock())
+                        {
+                            *slot = fresh;
+                        }
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 

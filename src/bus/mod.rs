@@ -208,6 +208,7 @@ impl KafkaBus {
             when_full: WhenFull::Block,
             inner: PublisherInner::Kafka(KafkaOut::new(
                 self.producer.clone(),
+                &self.cfg,
                 self.cfg.topic(kind),
                 kind,
             )),
