@@ -284,9 +284,7 @@ pub async fn run_roles(
         Some(k) => {
             let kc = k.config();
             (
-                roles
-                    .gateway
-                    .then(|| k.publisher(TOPIC_OBSERVATIONS, TopicKind::Observations)),
+                roles.gateway.then(|| k.publisher(TOPIC_OBSERVATIONS, TopicKind::Observations)),
                 match roles.scorer {
                     true => Some(k.subscriber(
                         TOPIC_OBSERVATIONS,
@@ -296,9 +294,7 @@ pub async fn run_roles(
                     )?),
                     false => None,
                 },
-                roles
-                    .scorer
-                    .then(|| k.publisher(TOPIC_SCORES, TopicKind::Scores)),
+                roles.scorer.then(|| k.publisher(TOPIC_SCORES, TopicKind::Scores)),
                 match roles.alerter {
                     true => Some(k.subscriber(
                         TOPIC_SCORES,
@@ -384,17 +380,17 @@ pub async fn run_roles(
     let scorer_summary = summary.clone();
     let scorer_task = match (obs_rx, scores_tx) {
         (Some(obs_rx), Some(scores_tx)) => Some(tokio::spawn(async move {
-            crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
-                if let Ok(mut s) = scorer_summary.lock() {
-                    s.on_scores(set);
+        crate::scorer::task::run(scorer, obs_rx, scores_tx, scorer_metrics, move |set| {
+            if let Ok(mut s) = scorer_summary.lock() {
+                s.on_scores(set);
+            }
+            if let Some(f) = scores_file.as_mut() {
+                if let Err(e) = f.write(set) {
+                    tracing::error!(error = %e, "cannot write scores file");
                 }
-                if let Some(f) = scores_file.as_mut() {
-                    if let Err(e) = f.write(set) {
-                        tracing::error!(error = %e, "cannot write scores file");
-                    }
-                }
-            })
-            .await
+            }
+        })
+        .await
         })),
         _ => None,
     };
@@ -403,62 +399,58 @@ pub async fn run_roles(
     let mut engine = AlertEngine::new(&cfg.alert_rules);
     let alert_metrics = metrics.clone();
     let alert_summary = summary.clone();
-    let alerter_task = scores_rx.map(|mut scores_rx| {
-        tokio::spawn(async move {
-            let mut active = 0u32;
-            while let Some(set) = scores_rx.next().await {
-                let started = std::time::Instant::now();
-                let alerts = engine.on_scores(&set);
-                alert_metrics.stage_time("alert", started.elapsed());
-                for a in alerts {
-                    alert_metrics
-                        .alerts
-                        .with_label_values(&[&a.rule, a.severity.as_str(), a.state.as_str()])
-                        .inc();
-                    if a.state == AlertState::Active {
-                        active += 1;
-                    }
-                    if let Ok(mut s) = alert_summary.lock() {
-                        s.on_alert(&a);
-                    }
-                    if let Some(tx) = &alerts_tx {
-                        // Keyed by alert id: the topic compacts to each alert's latest state.
-                        let _ = tx.publish(&a.id, a.clone()).await;
-                    }
-                    for sink in &mut sinks {
-                        match sink {
-                            Sink::Console { show_transitions } => {
-                                if a.state == AlertState::Active || *show_transitions {
-                                    println!("{}", console_line(&a));
-                                }
+    let alerter_task = scores_rx.map(|mut scores_rx| tokio::spawn(async move {
+        let mut active = 0u32;
+        while let Some(set) = scores_rx.next().await {
+            let started = std::time::Instant::now();
+            let alerts = engine.on_scores(&set);
+            alert_metrics.stage_time("alert", started.elapsed());
+            for a in alerts {
+                alert_metrics
+                    .alerts
+                    .with_label_values(&[&a.rule, a.severity.as_str(), a.state.as_str()])
+                    .inc();
+                if a.state == AlertState::Active {
+                    active += 1;
+                }
+                if let Ok(mut s) = alert_summary.lock() {
+                    s.on_alert(&a);
+                }
+                if let Some(tx) = &alerts_tx {
+                    // Keyed by alert id: the topic compacts to each alert's latest state.
+                    let _ = tx.publish(&a.id, a.clone()).await;
+                }
+                for sink in &mut sinks {
+                    match sink {
+                        Sink::Console { show_transitions } => {
+                            if a.state == AlertState::Active || *show_transitions {
+                                println!("{}", console_line(&a));
                             }
-                            Sink::Jsonl(f) => {
-                                if let Err(e) = f.write(&a) {
-                                    tracing::error!(error = %e, "cannot write alert file");
-                                }
-                            }
-                            Sink::Webhook(w) => w.send(a.clone()).await,
                         }
+                        Sink::Jsonl(f) => {
+                            if let Err(e) = f.write(&a) {
+                                tracing::error!(error = %e, "cannot write alert file");
+                            }
+                        }
+                        Sink::Webhook(w) => w.send(a.clone()).await,
                     }
                 }
             }
-            // Upstream closed: give webhooks a deadline to deliver what is queued.
-            for sink in sinks {
-                if let Sink::Webhook(w) = sink {
-                    let h = w.close();
-                    if tokio::time::timeout(Duration::from_secs(30), h)
-                        .await
-                        .is_err()
-                    {
-                        tracing::error!(
-                            "webhook deliveries still pending at shutdown were abandoned"
-                        );
-                    }
+        }
+        // Upstream closed: give webhooks a deadline to deliver what is queued.
+        for sink in sinks {
+            if let Sink::Webhook(w) = sink {
+                let h = w.close();
+                if tokio::time::timeout(Duration::from_secs(30), h)
+                    .await
+                    .is_err()
+                {
+                    tracing::error!("webhook deliveries still pending at shutdown were abandoned");
                 }
             }
-            active
-        })
-    });
+        }
+        active
+    }));
 
     // Sources.
     metrics.ready.set(1);
@@ -496,8 +488,7 @@ pub async fn run_roles(
                 profiles: cfg.device_profiles.clone(),
             };
             let task_name = name.clone();
-            let task =
-                tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
+            let task = tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
             source_tasks.push((name, SourceTask::Replay(task)));
         }
         for listener in listeners {

@@ -21,9 +21,7 @@ fn repo() -> PathBuf {
 }
 
 fn tansu_binary() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
     let on_path = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default();
@@ -51,13 +49,7 @@ impl Tansu {
         let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -189,11 +181,7 @@ fn three_processes_on_kafka_alert_as_the_in_process_replay_does() {
     let dir = tempfile::tempdir().unwrap();
     let recording = repo().join("replay-data/demo-icu.jsonl.gz");
     let golden = golden_alerts(&recording, dir.path());
-    assert!(
-        golden.len() > 20,
-        "the demo raises alerts: {}",
-        golden.len()
-    );
+    assert!(golden.len() > 20, "the demo raises alerts: {}", golden.len());
 
     let broker = Tansu::start();
     let brokers = broker.brokers();
@@ -247,21 +235,10 @@ fn three_processes_on_kafka_alert_as_the_in_process_replay_does() {
     }
     // Nothing more arrives: no alert twice.
     std::thread::sleep(Duration::from_secs(2));
-    assert!(
-        scorer.terminate().success(),
-        "scorer:\n{}",
-        log("scorer.log")
-    );
-    assert!(
-        alerter.terminate().success(),
-        "alerter:\n{}",
-        log("alerter.log")
-    );
+    assert!(scorer.terminate().success(), "scorer:\n{}", log("scorer.log"));
+    assert!(alerter.terminate().success(), "alerter:\n{}", log("alerter.log"));
     let got = sorted_lines(&alerts);
     assert_eq!(got.len(), golden.len(), "alert count");
-    assert_eq!(
-        got, golden,
-        "the alerts differ from the in-process replay's"
-    );
+    assert_eq!(got, golden, "the alerts differ from the in-process replay's");
     drop(broker);
 }

@@ -230,7 +230,8 @@ impl KafkaConfig {
         ] {
             let ok = !t.is_empty()
                 && t.len() <= 249
-                && t.chars()
+                && t
+                    .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
             if !ok {
                 out.push(format!("{name} {t:?} is not a valid Kafka topic name"));
@@ -328,13 +329,7 @@ impl KafkaConfig {
             &self.alerts_topic,
         ]
         .into_iter()
-        .map(|t| {
-            NewTopic::new(
-                t,
-                self.partitions,
-                TopicReplication::Fixed(self.replication),
-            )
-        })
+        .map(|t| NewTopic::new(t, self.partitions, TopicReplication::Fixed(self.replication)))
         .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         let results = admin
