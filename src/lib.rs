@@ -26,5 +26,6 @@ pub mod normalize;
 pub mod protocol;
 pub mod scorer;
 pub mod sources;
+pub mod spool;
 pub mod telemetry;
 pub mod web;
