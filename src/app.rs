@@ -6,7 +6,7 @@
 //! Shutdown: sources stop first (end of recording, or the cancellation token); each stage then
 //! drains its input and ends when its upstream has closed; sinks get a deadline to deliver.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerting::sinks::{console_line, JsonlSink, WebhookSettings, WebhookSink};
 use crate::alerting::AlertEngine;
 use crate::bus::kafka::TopicKind;
+use crate::bus::Delivery;
 use crate::bus::{
     IngestBatch, KafkaBus, MemoryBus, WhenFull, TOPIC_ALERTS, TOPIC_OBSERVATIONS, TOPIC_SCORES,
 };
@@ -189,6 +190,56 @@ enum Sink {
     Console { show_transitions: bool },
     Jsonl(JsonlSink),
     Webhook(WebhookSink),
+}
+
+/// Per patient, the newest score set time the alerter has applied and digests of the sets
+/// applied at that time: score sets arrive in order per patient, so an older or repeated one
+/// is a re-publication.
+#[derive(Default)]
+struct ScoreSetsSeen {
+    last: HashMap<String, (Timestamp, Vec<u128>, Option<i32>)>,
+}
+
+impl ScoreSetsSeen {
+    fn first_time(&mut self, set: &ScoreSet, partition: Option<i32>) -> bool {
+        let digest = serde_json::to_vec(set)
+            .map(|b| xxhash_rust::xxh3::xxh3_128(&b))
+            .unwrap_or_default();
+        match self.last.get_mut(&set.patient) {
+            Some((at, _, _)) if set.at < *at => false,
+            Some((at, digests, _)) if set.at == *at => {
+                if digests.contains(&digest) {
+                    false
+                } else {
+                    digests.push(digest);
+                    true
+                }
+            }
+            Some(entry) => {
+                *entry = (set.at, vec![digest], partition);
+                true
+            }
+            None => {
+                self.last
+                    .insert(set.patient.clone(), (set.at, vec![digest], partition));
+                true
+            }
+        }
+    }
+
+    /// Forgets the patients of a partition taken away; returns them.
+    fn revoke(&mut self, partition: i32) -> Vec<String> {
+        let gone: Vec<String> = self
+            .last
+            .iter()
+            .filter(|(_, (_, _, p))| *p == Some(partition))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            self.last.remove(k);
+        }
+        gone
+    }
 }
 
 /// Which stages a process runs. `vigil run` runs all three; `vigil gateway`, `vigil scorer`
@@ -412,10 +463,33 @@ pub async fn run_roles(
     let alerter_task = scores_rx.map(|mut scores_rx| {
         tokio::spawn(async move {
             let mut active = 0u32;
-            while let Some(set) = scores_rx.next().await {
+            let mut seen = ScoreSetsSeen::default();
+            while let Some(delivery) = scores_rx.next_delivery().await {
+                let (set, live, partition) = match delivery {
+                    Delivery::Live(s, p) => (s, true, p),
+                    Delivery::Restore(s, p) => (s, false, Some(p)),
+                    Delivery::Revoked { partition } => {
+                        for patient in seen.revoke(partition) {
+                            engine.forget(&patient);
+                        }
+                        continue;
+                    }
+                };
+                // A score set seen before (a scorer re-publishing after a restart) changes
+                // nothing and pages no one.
+                if !seen.first_time(&set, partition) {
+                    alert_metrics
+                        .messages_rejected
+                        .with_label_values(&["alerter", "duplicate_score_set"])
+                        .inc();
+                    continue;
+                }
                 let started = std::time::Instant::now();
                 let alerts = engine.on_scores(&set);
                 alert_metrics.stage_time("alert", started.elapsed());
+                // Rebuilding the engine's state from history: what it raised was delivered
+                // by the previous owner.
+                let alerts = if live { alerts } else { Vec::new() };
                 for a in alerts {
                     alert_metrics
                         .alerts

@@ -296,7 +296,11 @@ impl KafkaConfig {
 
     /// A consumer in `group`, subscribed to `topic`, starting at the earliest record when the
     /// group has no committed offset.
-    pub fn consumer(&self, group: &str, topic: &str) -> Result<StreamConsumer, BusError> {
+    pub fn consumer(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<StreamConsumer<TrackingContext>, BusError> {
         let mut c = self.client_config();
         c.set("group.id", group)
             .set("enable.auto.commit", "true")
@@ -308,7 +312,9 @@ impl KafkaConfig {
         for (k, v) in &self.properties {
             c.set(k, v);
         }
-        let consumer: StreamConsumer = c.create().map_err(|e| BusError::Kafka(e.to_string()))?;
+        let consumer: StreamConsumer<TrackingContext> = c
+            .create_with_context(TrackingContext::default())
+            .map_err(|e| BusError::Kafka(e.to_string()))?;
         consumer
             .subscribe(&[topic])
             .map_err(|e| BusError::Kafka(e.to_string()))?;
@@ -354,6 +360,76 @@ impl KafkaConfig {
         }
         Ok(())
     }
+}
+
+/// A partition assignment change, as the consumer context saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rebalanced {
+    Assigned(Vec<(String, i32)>),
+    Revoked(Vec<(String, i32)>),
+}
+
+/// Records assignment changes for the consumer loop (the callbacks run inside librdkafka's
+/// poll and must return quickly).
+#[derive(Clone, Default)]
+pub struct TrackingContext {
+    events: Arc<std::sync::Mutex<Vec<Rebalanced>>>,
+}
+
+impl TrackingContext {
+    fn take(&self) -> Vec<Rebalanced> {
+        match self.events.lock() {
+            Ok(mut e) => std::mem::take(&mut *e),
+            Err(_) => Vec::new(),
+        }
+    }
+    fn push(&self, r: Rebalanced) {
+        if let Ok(mut e) = self.events.lock() {
+            e.push(r);
+        }
+    }
+}
+
+fn partitions(tpl: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl rdkafka::ClientContext for TrackingContext {}
+
+impl rdkafka::consumer::ConsumerContext for TrackingContext {
+    fn pre_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Revoke(tpl) = rebalance {
+            self.push(Rebalanced::Revoked(partitions(tpl)));
+        }
+    }
+    fn post_rebalance(
+        &self,
+        _: &rdkafka::consumer::BaseConsumer<Self>,
+        rebalance: &rdkafka::consumer::Rebalance<'_>,
+    ) {
+        if let rdkafka::consumer::Rebalance::Assign(tpl) = rebalance {
+            self.push(Rebalanced::Assigned(partitions(tpl)));
+        }
+    }
+}
+
+/// What a Kafka subscriber hands out.
+#[derive(Debug, PartialEq)]
+pub enum Delivery<T> {
+    /// A record to process (and the partition it came from, on Kafka).
+    Live(T, Option<i32>),
+    /// A record read again to rebuild state for a partition this consumer was just given:
+    /// process it as before but publish and deliver nothing.
+    Restore(T, i32),
+    /// This consumer no longer owns the partition: drop the state it built from it.
+    Revoked { partition: i32 },
 }
 
 /// What a publisher needs to send one record kind to Kafka.
@@ -457,7 +533,16 @@ impl<T> KafkaOut<T> {
 
 /// The receiving end of a Kafka topic.
 pub(super) struct KafkaIn<T> {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<StreamConsumer<TrackingContext>>,
+    /// Rebuild state from a partition's history before its first live record.
+    restore: bool,
+    /// Partitions assigned and not yet restored.
+    unrestored: std::collections::HashSet<i32>,
+    /// Decoded history to hand out before the live record that triggered it.
+    /// With the position to mark processed once the caller has it (live records only).
+    #[allow(clippy::type_complexity)]
+    queue: std::collections::VecDeque<(Delivery<T>, Option<(String, i32, i64)>)>,
+    cfg: KafkaConfig,
     decode: fn(&[u8]) -> Result<T, String>,
     /// The record handed out last: its offset is stored when the next one is asked for.
     pending: Option<(String, i32, i64)>,
@@ -470,9 +555,19 @@ fn decode_json<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 }
 
 impl<T: DeserializeOwned> KafkaIn<T> {
-    pub(super) fn new(consumer: StreamConsumer, topic: &str, stop: CancellationToken) -> Self {
+    pub(super) fn new(
+        consumer: StreamConsumer<TrackingContext>,
+        topic: &str,
+        stop: CancellationToken,
+        cfg: &KafkaConfig,
+        restore: bool,
+    ) -> Self {
         KafkaIn {
             consumer: Arc::new(consumer),
+            restore,
+            unrestored: std::collections::HashSet::new(),
+            queue: std::collections::VecDeque::new(),
+            cfg: cfg.clone(),
             decode: decode_json::<T>,
             pending: None,
             stop,
@@ -482,6 +577,37 @@ impl<T: DeserializeOwned> KafkaIn<T> {
 }
 
 impl<T> KafkaIn<T> {
+    /// Applies assignment changes the consumer context recorded: revocations are queued for
+    /// the caller, new partitions wait for their history to be read.
+    fn drain_rebalances(&mut self) {
+        for ev in self.consumer.context().take() {
+            match ev {
+                Rebalanced::Assigned(ps) => {
+                    for (_, p) in ps {
+                        if self.restore {
+                            self.unrestored.insert(p);
+                        }
+                    }
+                }
+                Rebalanced::Revoked(ps) => {
+                    for (_, p) in ps {
+                        self.unrestored.remove(&p);
+                        self.queue
+                            .push_back((Delivery::Revoked { partition: p }, None));
+                    }
+                }
+            }
+        }
+    }
+
+    fn pop_queued(&mut self) -> Option<Delivery<T>> {
+        let (d, at) = self.queue.pop_front()?;
+        if at.is_some() {
+            self.pending = at;
+        }
+        Some(d)
+    }
+
     fn store_pending(&mut self) {
         if let Some((topic, partition, offset)) = self.pending.take() {
             if let Err(e) = self.consumer.store_offset(&topic, partition, offset + 1) {
@@ -493,8 +619,87 @@ impl<T> KafkaIn<T> {
 
     /// The next record; `None` once stopped (stored offsets are committed first).
     pub(super) async fn next(&mut self, metrics: &Metrics) -> Option<T> {
+        loop {
+            match self.next_delivery(metrics).await? {
+                Delivery::Live(t, _) | Delivery::Restore(t, _) => return Some(t),
+                Delivery::Revoked { .. } => continue,
+            }
+        }
+    }
+
+    /// Reads `partition` from its oldest retained record up to `until` (exclusive) with a
+    /// consumer outside the group, decoding what it can.
+    async fn history(&self, partition: i32, until: i64, metrics: &Metrics) -> Vec<T> {
+        let mut out = Vec::new();
+        let group = format!("{}-restore", self.cfg.client_id);
+        let mut c = self.cfg.client_config();
+        c.set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "true");
+        let consumer: StreamConsumer = match c.create() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "restore consumer");
+                return out;
+            }
+        };
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        if let Err(e) = tpl.add_partition_offset(&self.topic, partition, rdkafka::Offset::Beginning)
+        {
+            tracing::error!(error = %e, "restore assignment");
+            return out;
+        }
+        if let Err(e) = consumer.assign(&tpl) {
+            tracing::error!(error = %e, "restore assignment");
+            return out;
+        }
+        loop {
+            let msg = tokio::select! {
+                _ = self.stop.cancelled() => return out,
+                m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()) => m,
+            };
+            let msg = match msg {
+                Err(_) => {
+                    tracing::error!(partition, until, "restore read timed out; state is partial");
+                    return out;
+                }
+                Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "restore read");
+                    continue;
+                }
+                Ok(Ok(m)) => m,
+            };
+            if msg.offset() >= until {
+                return out;
+            }
+            match msg.payload().map(|p| (self.decode)(p)) {
+                Some(Ok(v)) => out.push(v),
+                _ => {
+                    metrics
+                        .messages_rejected
+                        .with_label_values(&[&self.topic, "kafka_record"])
+                        .inc();
+                }
+            }
+            if msg.offset() + 1 >= until {
+                return out;
+            }
+        }
+    }
+
+    /// The next delivery: live records, history of newly assigned partitions before their
+    /// first live record, and revocations.
+    pub(super) async fn next_delivery(&mut self, metrics: &Metrics) -> Option<Delivery<T>> {
         self.store_pending();
         loop {
+            if let Some(d) = self.pop_queued() {
+                return Some(d);
+            }
+            self.drain_rebalances();
+            if let Some(d) = self.pop_queued() {
+                return Some(d);
+            }
             let msg = tokio::select! {
                 _ = self.stop.cancelled() => {
                     if let Err(e) = self.consumer.commit_consumer_state(CommitMode::Sync) {
@@ -528,8 +733,33 @@ impl<T> KafkaIn<T> {
             };
             match decoded {
                 Ok(v) => {
+                    let (partition, offset) = (at.1, at.2);
+                    // A rebalance may have run inside this receive: its revocations go first
+                    // and a partition it assigned is rebuilt before this record.
+                    self.drain_rebalances();
+                    if self.unrestored.remove(&partition) && offset > 0 {
+                        let history = self.history(partition, offset, metrics).await;
+                        tracing::info!(
+                            partition,
+                            records = history.len(),
+                            "partition assigned: state rebuilt from its history"
+                        );
+                        self.queue.extend(
+                            history
+                                .into_iter()
+                                .map(|h| (Delivery::Restore(h, partition), None)),
+                        );
+                        self.queue
+                            .push_back((Delivery::Live(v, Some(partition)), Some(at)));
+                        continue;
+                    }
+                    if !self.queue.is_empty() {
+                        self.queue
+                            .push_back((Delivery::Live(v, Some(partition)), Some(at)));
+                        continue;
+                    }
                     self.pending = Some(at);
-                    return Some(v);
+                    return Some(Delivery::Live(v, Some(partition)));
                 }
                 Err(e) => {
                     // Skipped, counted and logged (without its content); never retried forever.

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use kafka::Delivery;
 use kafka::{KafkaConfig, KafkaIn, KafkaOut, TopicKind};
 
 use crate::telemetry::Metrics;
@@ -143,6 +144,18 @@ impl<T: Send> Subscriber<T> {
     }
 }
 
+impl<T: Send> Subscriber<T> {
+    /// Like [`Self::next`], but says which records rebuild state (a Kafka partition newly
+    /// given to this consumer is read from its oldest record first) and which partitions were
+    /// taken away. The in-process bus only ever delivers live records.
+    pub async fn next_delivery(&mut self) -> Option<Delivery<T>> {
+        match &mut self.inner {
+            SubscriberInner::Kafka(k) => k.next_delivery(&self.metrics).await,
+            SubscriberInner::Memory(_) => self.next().await.map(|t| Delivery::Live(t, None)),
+        }
+    }
+}
+
 /// The in-process bus: the embedded default.
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -228,7 +241,7 @@ impl KafkaBus {
         let consumer = self.cfg.consumer(group, name)?;
         Ok(Subscriber {
             topic,
-            inner: SubscriberInner::Kafka(KafkaIn::new(consumer, name, stop)),
+            inner: SubscriberInner::Kafka(KafkaIn::new(consumer, name, stop, &self.cfg, true)),
             metrics: self.metrics.clone(),
         })
     }

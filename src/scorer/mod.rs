@@ -154,6 +154,11 @@ impl Scorer {
         self.patients.len()
     }
 
+    /// Drops a patient's state (their partition moved to another scorer).
+    pub fn forget(&mut self, patient: &str) {
+        self.patients.remove(patient);
+    }
+
     pub fn state(&self, patient: &str) -> Option<&PatientState> {
         self.patients.get(patient)
     }

@@ -4,11 +4,12 @@
 //! Readings that arrive together (one message: same patient, same receive time) are ingested
 //! first and scored once, so a 20-row monitor message yields one evaluation, not twenty.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::Scorer;
-use crate::bus::{IngestBatch, Publisher, Subscriber};
+use crate::bus::{Delivery, IngestBatch, Publisher, Subscriber};
 use crate::model::{IngestRecord, ScoreSet, Timestamp};
 use crate::telemetry::Metrics;
 
@@ -44,7 +45,25 @@ pub async fn run(
     mut on_scores: impl FnMut(&ScoreSet) + Send,
 ) -> Scorer {
     let mut touched: Vec<(String, Timestamp)> = Vec::new();
-    while let Some(batch) = input.next().await {
+    // On Kafka: which partition each patient's records come from, so a partition taken away
+    // takes its patients' state with it (the new owner rebuilds it from the history).
+    let mut partition_of: HashMap<String, i32> = HashMap::new();
+    while let Some(delivery) = input.next_delivery().await {
+        let (batch, live, partition) = match delivery {
+            Delivery::Live(b, p) => (b, true, p),
+            Delivery::Restore(b, p) => (b, false, Some(p)),
+            Delivery::Revoked { partition } => {
+                partition_of.retain(|patient, p| {
+                    let keep = *p != partition;
+                    if !keep {
+                        scorer.forget(patient);
+                    }
+                    keep
+                });
+                metrics.patients.set(scorer.patients() as i64);
+                continue;
+            }
+        };
         touched.clear();
         let mut census = false;
         for rec in &batch {
@@ -65,10 +84,28 @@ pub async fn run(
         if census {
             metrics.patients.set(scorer.patients() as i64);
         }
+        if let Some(p) = partition {
+            for rec in &batch {
+                let patient = match rec {
+                    IngestRecord::Observation(o) => o.patient.as_deref(),
+                    IngestRecord::Census(c) => Some(c.patient.as_str()),
+                };
+                if let Some(patient) = patient {
+                    if !partition_of.contains_key(patient) {
+                        partition_of.insert(patient.to_string(), p);
+                    }
+                }
+            }
+        }
         for (patient, at) in &touched {
             let started = Instant::now();
             let set = scorer.evaluate(patient, *at);
             metrics.stage_time("score", started.elapsed());
+            // Rebuilding: the evaluation updates the state (baselines, rolling worst) exactly
+            // as before, but what it produced was published by the previous owner.
+            if !live {
+                continue;
+            }
             if let Some(set) = set {
                 if !publish(&set, &output, &metrics, &mut on_scores).await {
                     return scorer;
