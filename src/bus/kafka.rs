@@ -518,7 +518,8 @@ impl<T> KafkaOut<T> {
                     tracing::warn!(topic = %self.topic, error = %e, fatal = ?fatal,
                         retry_ms = backoff.as_millis() as u64, "produce failed; retrying");
                     if fatal.is_some() {
-                        if let (Ok(fresh), Ok(mut slot)) = (self.cfg.producer(), self.producer.lock())
+                        if let (Ok(fresh), Ok(mut slot)) =
+                            (self.cfg.producer(), self.producer.lock())
                         {
                             *slot = fresh;
                         }
