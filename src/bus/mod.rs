@@ -116,7 +116,7 @@ impl<T: Send> Publisher<T> {
 
 enum SubscriberInner<T> {
     Memory(mpsc::Receiver<T>),
-    Kafka(KafkaIn<T>),
+    Kafka(Box<KafkaIn<T>>),
 }
 
 /// The receiving end of a topic. Ends (`None`) once every publisher is gone and it is drained.
@@ -241,7 +241,9 @@ impl KafkaBus {
         let consumer = self.cfg.consumer(group, name)?;
         Ok(Subscriber {
             topic,
-            inner: SubscriberInner::Kafka(KafkaIn::new(consumer, name, stop, &self.cfg, true)),
+            inner: SubscriberInner::Kafka(Box::new(KafkaIn::new(
+                consumer, name, stop, &self.cfg, true,
+            ))),
             metrics: self.metrics.clone(),
         })
     }
