@@ -763,23 +763,33 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+type HttpServer = (std::net::SocketAddr, tokio::task::JoinHandle<()>);
+
+/// Metrics, a stop token cancelled by SIGINT/SIGTERM, and the HTTP endpoints if configured.
+async fn start_process(
+    cfg: &Config,
+) -> anyhow::Result<(Arc<Metrics>, CancellationToken, Option<HttpServer>)> {
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    stop_on_signals(stop.clone());
+    let http = match cfg.http.listen {
+        Some(addr) => Some(
+            vigil::web::serve(addr, metrics.clone(), stop.clone())
+                .await
+                .with_context(|| format!("cannot listen on {addr}"))?,
+        ),
+        None => None,
+    };
+    Ok((metrics, stop, http))
+}
+
 fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<ExitCode> {
     // Every problem is reported before anything starts or any port opens.
     let cfg = load_config(config)?;
     telemetry::init_logging(&cfg.log.level, cfg.log.format == LogFormat::Json);
     let rt = runtime()?;
     rt.block_on(async move {
-        let metrics = Arc::new(Metrics::new());
-        let stop = CancellationToken::new();
-        stop_on_signals(stop.clone());
-        let http = match cfg.http.listen {
-            Some(addr) => Some(
-                vigil::web::serve(addr, metrics.clone(), stop.clone())
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            ),
-            None => None,
-        };
+        let (metrics, stop, http) = start_process(&cfg).await?;
         tracing::info!(sources = cfg.sources.len(), "vigil running");
         let opts = RunOptions {
             dead_letters: Some(cfg.storage.deadletter_dir()),
@@ -816,17 +826,7 @@ fn replay_and_report(
 ) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let metrics = Arc::new(Metrics::new());
-        let stop = CancellationToken::new();
-        stop_on_signals(stop.clone());
-        let http = match cfg.http.listen {
-            Some(addr) => Some(
-                vigil::web::serve(addr, metrics.clone(), stop.clone())
-                    .await
-                    .with_context(|| format!("cannot listen on {addr}"))?,
-            ),
-            None => None,
-        };
+        let (metrics, stop, http) = start_process(&cfg).await?;
         if let Some((addr, _)) = &http {
             eprintln!("serving http://{addr}/metrics, /healthz, /readyz while the replay runs");
         }

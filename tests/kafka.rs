@@ -133,6 +133,36 @@ impl Drop for Role {
     }
 }
 
+impl Role {
+    /// Waits for a role that ends by itself (a gateway replaying a recording).
+    fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "{} did not finish", self.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Waits until `alerts` holds `want` lines (hang protection, not a speed limit), then a
+/// little longer, so that an alert written twice would show.
+fn wait_for_alerts(alerts: &Path, want: usize, logs: impl Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while sorted_lines(alerts).len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {want} alerts; {}",
+            sorted_lines(alerts).len(),
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+}
+
 /// The alerts of the in-process replay of `recording`: the golden run.
 fn golden_alerts(recording: &Path, dir: &Path) -> Vec<String> {
     let out = dir.join("golden.jsonl");
@@ -221,32 +251,18 @@ fn three_processes_on_kafka_alert_as_the_in_process_replay_does() {
     let mut gateway = Role::start("gateway", &gw, &dir.path().join("gateway.log"));
 
     // The gateway ends with its recording, every record acknowledged by the broker.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Ok(Some(s)) = gateway.child.try_wait() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the gateway did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = gateway.wait_for_exit(Duration::from_secs(300));
     let log = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
     assert!(status.success(), "gateway failed:\n{}", log("gateway.log"));
 
-    // The scorer and alerter catch up (bounded wait: hang protection, not a speed limit).
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sorted_lines(&alerts).len() < golden.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} alerts; scorer:\n{}\nalerter:\n{}",
-            sorted_lines(&alerts).len(),
-            golden.len(),
+    // The scorer and alerter catch up; nothing more arrives: no alert twice.
+    wait_for_alerts(&alerts, golden.len(), || {
+        format!(
+            "scorer:\n{}\nalerter:\n{}",
             log("scorer.log"),
             log("alerter.log")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    // Nothing more arrives: no alert twice.
-    std::thread::sleep(Duration::from_secs(2));
+        )
+    });
     assert!(
         scorer.terminate().success(),
         "scorer:\n{}",
@@ -326,17 +342,7 @@ fn a_broker_outage_mid_stream_loses_nothing() {
         "publishes kept completing with the broker down ({during} → {stalled})"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sorted_lines(&alerts).len() < golden.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} alerts",
-            sorted_lines(&alerts).len(),
-            golden.len()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for_alerts(&alerts, golden.len(), String::new);
     stop.cancel();
     let report = rt.block_on(pipeline).unwrap().unwrap();
     let entries: u64 = report.replay.iter().map(|r| r.entries).sum();
@@ -417,28 +423,15 @@ fn a_scorer_killed_mid_stream_is_replaced_without_a_trace() {
     let _ = a.child.wait();
 
     let log = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let status = loop {
-        if let Ok(Some(s)) = gateway.child.try_wait() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the gateway did not finish");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = gateway.wait_for_exit(Duration::from_secs(300));
     assert!(status.success(), "gateway failed:\n{}", log("gateway.log"));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while sorted_lines(&alerts).len() < golden.len() {
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} alerts; scorer B:\n{}\nalerter:\n{}",
-            sorted_lines(&alerts).len(),
-            golden.len(),
+    wait_for_alerts(&alerts, golden.len(), || {
+        format!(
+            "scorer B:\n{}\nalerter:\n{}",
             log("scorer-b.log"),
             log("alerter.log")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    std::thread::sleep(Duration::from_secs(3));
+        )
+    });
     assert!(
         b.terminate().success(),
         "scorer B:\n{}",
