@@ -27,11 +27,12 @@ use crate::model::{Alert, AlertState, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
 use crate::sources::deadletter::DeadLetterStore;
-use crate::sources::mllp::{MllpContext, MllpSource, MllpSourceConfig};
-use crate::sources::mqtt::{MqttContext, MqttSource, MqttSourceConfig};
+use crate::sources::mllp::{MllpSource, MllpSourceConfig};
+use crate::sources::mqtt::{MqttSource, MqttSourceConfig};
 use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::sources::serial::drivers::DriverSpec;
 use crate::sources::serial::{self, DeviceContext, SerialPlan};
+use crate::sources::SourceContext;
 use crate::telemetry::Metrics;
 
 /// A recording to replay: a file or bytes built into the binary.
@@ -580,25 +581,20 @@ pub async fn run_roles(
                 tokio::task::spawn_blocking(move || run_blocking(&task_name, input, speed, ctx));
             source_tasks.push((name, SourceTask::Replay(task)));
         }
+        let ctx = SourceContext {
+            normalizer: normalizer.clone(),
+            out: obs_tx.clone(),
+            metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
+            stop: stop.clone(),
+        };
         for listener in listeners {
-            let ctx = MllpContext {
-                normalizer: normalizer.clone(),
-                out: obs_tx.clone(),
-                metrics: metrics.clone(),
-                dead_letters: dead_letters.clone(),
-                stop: stop.clone(),
-            };
             let name = listener.name().to_string();
-            source_tasks.push((name, SourceTask::Listener(tokio::spawn(listener.run(ctx)))));
+            let run = listener.run(ctx.clone());
+            source_tasks.push((name, SourceTask::Listener(tokio::spawn(run))));
         }
         for subscriber in subscribers {
-            let ctx = MqttContext {
-                normalizer: normalizer.clone(),
-                out: obs_tx.clone(),
-                metrics: metrics.clone(),
-                dead_letters: dead_letters.clone(),
-                stop: stop.clone(),
-            };
+            let ctx = ctx.clone();
             let name = subscriber.name().to_string();
             source_tasks.push((
                 name,

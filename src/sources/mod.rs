@@ -6,3 +6,17 @@ pub mod mllp;
 pub mod mqtt;
 pub mod replay;
 pub mod serial;
+
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+/// What a network source (MLLP listener, MQTT subscriber) shares with the pipeline.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub normalizer: Arc<Mutex<crate::normalize::Normalizer>>,
+    pub out: crate::bus::Publisher<crate::bus::IngestBatch>,
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    pub dead_letters: Option<Arc<Mutex<deadletter::DeadLetterStore>>>,
+    pub stop: CancellationToken,
+}

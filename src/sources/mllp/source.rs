@@ -9,37 +9,28 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{AckCompatConfig, MllpSourceConfig};
-use crate::bus::{IngestBatch, Publisher};
 use crate::model::Timestamp;
-use crate::normalize::{NormalizeError, Normalizer};
+use crate::normalize::NormalizeError;
 use crate::protocol::hl7::ack::{
     build_ack, build_unparsed_ack, encode_ack, is_ack, plan_with, AckCompat, AckErr, ErrLocation,
     Outcome,
 };
 use crate::protocol::hl7::{self, DecodeError};
 use crate::protocol::mllp::{encode_frame, FrameKind, MllpDecoder, MllpError};
-use crate::sources::deadletter::{keep, DeadLetter, DeadLetterStore};
+use crate::sources::deadletter::{keep, DeadLetter};
 use crate::sources::replay::source::{batch_key, count_normalized};
-use crate::telemetry::Metrics;
 
 /// What every connection of one listener shares.
-pub struct MllpContext {
-    pub normalizer: Arc<Mutex<Normalizer>>,
-    pub out: Publisher<IngestBatch>,
-    pub metrics: Arc<Metrics>,
-    pub dead_letters: Option<Arc<Mutex<DeadLetterStore>>>,
-    pub stop: CancellationToken,
-}
+pub type MllpContext = crate::sources::SourceContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MllpSourceError {

@@ -17,7 +17,7 @@
 //! (mosquitto: 20).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{
@@ -25,26 +25,17 @@ use rumqttc::{
     SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
 };
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::config::MqttSourceConfig;
 use super::topic::{check_filter, filter_matches, TopicFields, TopicMap};
-use crate::bus::{IngestBatch, Publisher};
 use crate::model::Timestamp;
-use crate::normalize::{DeviceOrigin, Normalizer};
+use crate::normalize::DeviceOrigin;
 use crate::protocol::mqtt_payload::{decode, PayloadFormat};
-use crate::sources::deadletter::{keep, DeadLetter, DeadLetterStore};
+use crate::sources::deadletter::{keep, DeadLetter};
 use crate::sources::replay::source::{batch_key, count_normalized};
-use crate::telemetry::Metrics;
 
 /// What the source shares with the rest of the pipeline.
-pub struct MqttContext {
-    pub normalizer: Arc<Mutex<Normalizer>>,
-    pub out: Publisher<IngestBatch>,
-    pub metrics: Arc<Metrics>,
-    pub dead_letters: Option<Arc<Mutex<DeadLetterStore>>>,
-    pub stop: CancellationToken,
-}
+pub type MqttContext = crate::sources::SourceContext;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSourceError {
