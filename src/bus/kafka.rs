@@ -286,7 +286,10 @@ impl KafkaConfig {
             .set("message.timeout.ms", "0")
             // A source publishes one record at a time and waits for it: lingering only adds
             // latency. Concurrent publishers still batch while a request is in flight.
-            .set("linger.ms", "0");
+            .set("linger.ms", "0")
+            // JSON records shrink 5-10x: the broker keeps that much more history for a
+            // partition's new owner to rebuild state from, in the same retention bytes.
+            .set("compression.type", "lz4");
         // The site's own settings win over these defaults.
         for (k, v) in &self.properties {
             c.set(k, v);
@@ -636,7 +639,10 @@ impl<T> KafkaIn<T> {
         let mut c = self.cfg.client_config();
         c.set("group.id", &group)
             .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "true");
+            // No end-of-partition events: one came before the first fetch had returned
+            // anything (a partition of hundreds of records restored as empty). The records
+            // below `until` exist, so the reader stops on reaching it.
+            .set("enable.partition.eof", "false");
         let consumer: StreamConsumer = match c.create() {
             Ok(c) => c,
             Err(e) => {
@@ -654,6 +660,8 @@ impl<T> KafkaIn<T> {
             tracing::error!(error = %e, "restore assignment");
             return out;
         }
+        let mut first = true;
+        let mut outcome = "complete";
         loop {
             let msg = tokio::select! {
                 _ = self.stop.cancelled() => return out,
@@ -662,16 +670,36 @@ impl<T> KafkaIn<T> {
             let msg = match msg {
                 Err(_) => {
                     tracing::error!(partition, until, "restore read timed out; state is partial");
+                    metrics
+                        .kafka_restores
+                        .with_label_values(&[&self.topic, "timed_out"])
+                        .inc();
                     return out;
                 }
-                Ok(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return out,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "restore read");
                     continue;
                 }
                 Ok(Ok(m)) => m,
             };
+            if first && msg.offset() > 0 {
+                // Retention removed the oldest records: the state rebuilt lacks them.
+                tracing::warn!(partition, first = msg.offset(), until,
+                    "partition history begins after offset 0: records before it are gone (retention); state rebuilt from what is left");
+                outcome = "truncated";
+            }
+            first = false;
             if msg.offset() >= until {
+                tracing::debug!(
+                    partition,
+                    offset = msg.offset(),
+                    until,
+                    "restore read past its end"
+                );
+                metrics
+                    .kafka_restores
+                    .with_label_values(&[&self.topic, outcome])
+                    .inc();
                 return out;
             }
             match msg.payload().map(|p| (self.decode)(p)) {
@@ -684,6 +712,10 @@ impl<T> KafkaIn<T> {
                 }
             }
             if msg.offset() + 1 >= until {
+                metrics
+                    .kafka_restores
+                    .with_label_values(&[&self.topic, outcome])
+                    .inc();
                 return out;
             }
         }
@@ -743,6 +775,7 @@ impl<T> KafkaIn<T> {
                         tracing::info!(
                             partition,
                             records = history.len(),
+                            until = offset,
                             "partition assigned: state rebuilt from its history"
                         );
                         self.queue.extend(

@@ -38,6 +38,7 @@ pub struct Metrics {
     pub mqtt_unacked: IntCounterVec,
     pub mqtt_redelivered: IntCounterVec,
     pub mqtt_readings_skipped: IntCounterVec,
+    pub kafka_restores: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -224,7 +225,14 @@ impl Metrics {
             "Readings in MQTT payloads not emitted, by source and reason (unavailable, not_a_reading).",
             &["source", "reason"],
         );
+        let kafka_restores = counter(
+            &registry,
+            "vigil_kafka_restores_total",
+            "Partitions whose history was read to rebuild state on assignment, by topic and outcome (complete; truncated: retention had removed the oldest records; timed_out).",
+            &["topic", "outcome"],
+        );
         Metrics {
+            kafka_restores,
             registry,
             device_connected,
             device_reconnects,
