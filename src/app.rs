@@ -26,6 +26,7 @@ use crate::config::{BusKind, Config, SinkConfig, SourceConfig, Speed};
 use crate::model::{Alert, AlertState, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
+use crate::sources::census_journal::CensusJournal;
 use crate::sources::deadletter::DeadLetterStore;
 use crate::sources::mllp::{MllpSource, MllpSourceConfig};
 use crate::sources::mqtt::{MqttSource, MqttSourceConfig};
@@ -33,7 +34,11 @@ use crate::sources::replay::source::{run_blocking, ReplayContext, ReplayStats};
 use crate::sources::serial::drivers::DriverSpec;
 use crate::sources::serial::{self, DeviceContext, SerialPlan};
 use crate::sources::SourceContext;
+use crate::spool::{Spool, SpoolConfig};
 use crate::telemetry::Metrics;
+
+/// How long a gateway's forwarder keeps draining its spool after a stop is requested.
+const SPOOL_DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// A recording to replay: a file or bytes built into the binary.
 pub enum ReplayInput {
@@ -94,6 +99,9 @@ pub struct RunOptions {
     pub scores_out: Option<PathBuf>,
     /// Keep rejected messages in a dead-letter store in this directory.
     pub dead_letters: Option<PathBuf>,
+    /// A gateway journals accepted ADT messages here and rebuilds its census from them at
+    /// start (`sources::census_journal`).
+    pub census_journal: Option<PathBuf>,
     /// Told each listener's name and bound address once it is listening (for port 0).
     pub listening: Option<tokio::sync::mpsc::UnboundedSender<(String, std::net::SocketAddr)>>,
 }
@@ -325,6 +333,35 @@ pub async fn run_roles(
     } else {
         None
     };
+    // Store-and-forward: a gateway on Kafka acknowledges its senders once a record is in its
+    // spool on disk; a forwarder drains the spool to the broker.
+    let spool = match (&kafka, roles.gateway && cfg.storage.spool) {
+        (Some(_), true) => {
+            let mut sc = SpoolConfig::new(cfg.storage.spool_dir());
+            sc.max_bytes = cfg.storage.spool_max_bytes;
+            let sp = Spool::open(sc)
+                .await
+                .with_context(|| format!("spool in {}", cfg.storage.spool_dir().display()))?;
+            let st = sp.stats(Timestamp::now_wall());
+            tracing::info!(dir = %cfg.storage.spool_dir().display(), records = st.records,
+                bytes = st.bytes, torn_tails = st.torn_tails, "spool open");
+            Some(Arc::new(sp))
+        }
+        _ => None,
+    };
+    let mut forwarder = None;
+    let gateway_out = match (&kafka, &spool) {
+        (Some(k), Some(sp)) => {
+            let (p, f) =
+                k.spooled_publisher(TOPIC_OBSERVATIONS, TopicKind::Observations, sp.clone());
+            forwarder = Some(f);
+            Some(p)
+        }
+        (Some(k), None) if roles.gateway => {
+            Some(k.publisher(TOPIC_OBSERVATIONS, TopicKind::Observations))
+        }
+        _ => None,
+    };
     let (obs_tx, obs_rx, scores_tx, scores_rx, alerts_tx) = match &kafka {
         None => {
             let bus = MemoryBus::new(metrics.clone());
@@ -336,9 +373,7 @@ pub async fn run_roles(
         Some(k) => {
             let kc = k.config();
             (
-                roles
-                    .gateway
-                    .then(|| k.publisher(TOPIC_OBSERVATIONS, TopicKind::Observations)),
+                gateway_out,
                 match roles.scorer {
                     true => Some(k.subscriber(
                         TOPIC_OBSERVATIONS,
@@ -425,6 +460,50 @@ pub async fn run_roles(
                 .context("dead-letter store")?,
         ))),
         None => None,
+    };
+
+    // The forwarder runs until the spool is closed and empty; once a stop is requested it
+    // gets a grace period, then what is left stays in the spool for the next start.
+    let forwarder_task = forwarder.map(|f| {
+        let give_up = CancellationToken::new();
+        let (g, s) = (give_up.clone(), stop.clone());
+        tokio::spawn(async move {
+            s.cancelled().await;
+            tokio::time::sleep(SPOOL_DRAIN_GRACE).await;
+            g.cancel();
+        });
+        tokio::spawn(f.run(give_up))
+    });
+
+    // The census as the journaled ADT messages left it, before any source starts.
+    let census_journal = match (&opts.census_journal, roles.gateway) {
+        (Some(path), true) => {
+            let (journal, entries) = CensusJournal::open(path)?;
+            let mut rebuilt = 0usize;
+            let mut n = normalizer.lock().unwrap_or_else(|p| p.into_inner());
+            for e in &entries {
+                match crate::protocol::hl7::parse(&e.hl7) {
+                    Ok(msg) => {
+                        if n.message(&e.source, &msg, e.receive_time).is_ok() {
+                            rebuilt += 1;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "census journal: an entry no longer parses; skipped")
+                    }
+                }
+            }
+            drop(n);
+            if !entries.is_empty() {
+                tracing::info!(
+                    path = %path.display(),
+                    messages = rebuilt,
+                    "census rebuilt from the journal"
+                );
+            }
+            Some(Arc::new(journal))
+        }
+        _ => None,
     };
 
     let summary = Arc::new(Mutex::new(Summary::default()));
@@ -586,6 +665,7 @@ pub async fn run_roles(
             out: obs_tx.clone(),
             metrics: metrics.clone(),
             dead_letters: dead_letters.clone(),
+            census_journal: census_journal.clone(),
             stop: stop.clone(),
         };
         for listener in listeners {
@@ -627,6 +707,18 @@ pub async fn run_roles(
             }
             Err(e) => return Err(anyhow::anyhow!("source {name} crashed: {e}")),
         }
+    }
+    if let (Some(sp), Some(task)) = (&spool, forwarder_task) {
+        // Sources are done: nothing more is appended. The forwarder sends what is left.
+        if let Err(e) = sp.close().await {
+            tracing::error!(error = %e, "spool close");
+        }
+        let r = task.await.context("spool forwarder")?;
+        tracing::info!(
+            forwarded = r.forwarded,
+            drained = r.drained,
+            "spool forwarder stopped"
+        );
     }
     if let Some(k) = &kafka {
         if roles.gateway {

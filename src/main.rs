@@ -751,6 +751,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     alerts_out: alerts,
                     scores_out: scores,
                     dead_letters,
+                    census_journal: None,
                     listening: None,
                 },
                 !no_console,
@@ -793,6 +794,7 @@ fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<Exi
         tracing::info!(sources = cfg.sources.len(), "vigil running");
         let opts = RunOptions {
             dead_letters: Some(cfg.storage.deadletter_dir()),
+            census_journal: Some(cfg.storage.census_journal()),
             ..RunOptions::default()
         };
         let plan = app::plan_sources(&cfg);

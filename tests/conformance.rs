@@ -155,6 +155,7 @@ async fn every_corpus_message_is_answered_and_normalized_as_the_golden_file_says
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = RunOptions {
         listening: Some(tx),
+        census_journal: None,
         dead_letters: Some(dir.path().join("dl")),
         ..RunOptions::default()
     };

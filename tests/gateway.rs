@@ -69,6 +69,7 @@ async fn monitor_ventilator_pump_and_mqtt_analyser_feed_one_patient() {
         scores_out: Some(scores.clone()),
         dead_letters: Some(dir.path().join("dl")),
         listening: Some(tx),
+        census_journal: None,
         ..RunOptions::default()
     };
     let metrics = Arc::new(Metrics::new());

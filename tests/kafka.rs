@@ -489,3 +489,232 @@ fn a_scorer_killed_mid_stream_is_replaced_without_a_trace() {
     );
     drop(cluster);
 }
+
+/// Sends every HL7 entry of `recording`, in order, to an MLLP receiver the way a real
+/// sender does: one message at a time, and a message that got no acknowledgement (the
+/// receiver died, the connection broke) is sent again with the same control id until it is
+/// answered. Returns (answered, resends).
+fn send_recording(recording: &Path, port: u16, answered: &std::sync::atomic::AtomicUsize) -> usize {
+    use std::sync::atomic::Ordering;
+    use vigil::sources::mllp::client::{MllpClient, MllpClientSettings};
+    use vigil::sources::replay::format::RecordingReader;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let settings = MllpClientSettings {
+        connect_timeout: Duration::from_secs(2),
+        ack_timeout: Duration::from_secs(10),
+        max_attempts: 1,
+        backoff: Duration::from_millis(10),
+        ..MllpClientSettings::default()
+    };
+    let mut reader = RecordingReader::open(recording).unwrap();
+    let mut client = MllpClient::new(addr, settings.clone());
+    let mut resends = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while let Some(entry) = reader.next_entry().unwrap() {
+        let payload = entry.payload().unwrap();
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "sender: no acknowledgement for 10 minutes"
+            );
+            match rt.block_on(client.send(&payload)) {
+                Ok(_) => break,
+                Err(_) => {
+                    // No answer: the message is not stored; send it again, on a new connection.
+                    resends += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                    client = MllpClient::new(addr, settings.clone());
+                }
+            }
+        }
+        answered.fetch_add(1, Ordering::SeqCst);
+    }
+    resends
+}
+
+/// Every record of `topic`, from the start of each partition to its end now.
+fn read_topic(brokers: &str, topic: &str) -> Vec<vigil::model::IngestRecord> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions: Vec<i32> = meta.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    let mut ends = std::collections::HashMap::new();
+    for p in &partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, *p, Duration::from_secs(10))
+            .unwrap();
+        ends.insert(*p, high);
+        tpl.add_partition_offset(topic, *p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut done: std::collections::HashSet<i32> = ends
+        .iter()
+        .filter(|(_, h)| **h == 0)
+        .map(|(p, _)| *p)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while done.len() < partitions.len() {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        let Some(m) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m.unwrap();
+        let batch: Vec<vigil::model::IngestRecord> =
+            serde_json::from_slice(m.payload().unwrap()).unwrap();
+        out.extend(batch);
+        if m.offset() + 1 >= ends[&m.partition()] {
+            done.insert(m.partition());
+        }
+    }
+    out
+}
+
+/// What the scorer would see of an observations topic: each observation by id with its
+/// patient, and the census events.
+fn contents(
+    records: &[vigil::model::IngestRecord],
+) -> (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+) {
+    use vigil::model::IngestRecord;
+    let mut obs = std::collections::BTreeSet::new();
+    let mut census = std::collections::BTreeSet::new();
+    for r in records {
+        match r {
+            IngestRecord::Observation(o) => {
+                obs.insert(format!("{} {:?}", o.id, o.patient));
+            }
+            IngestRecord::Census(c) => {
+                census.insert(format!(
+                    "{:?} {} {:?} {}",
+                    c.kind, c.patient, c.bed, c.message
+                ));
+            }
+        }
+    }
+    (obs, census)
+}
+
+fn gateway_config(dir: &Path, brokers: &str, tag: &str, port: u16) -> PathBuf {
+    let cfg = role_config(
+        dir,
+        &format!("gateway-{tag}"),
+        brokers,
+        tag,
+        &format!("[[source]]\nkind = \"mllp\"\nname = \"hl7\"\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    cfg
+}
+
+/// A gateway is SIGKILLed mid-stream while an MLLP sender streams a 16-bed recording to it,
+/// and started again. What it acknowledged was in its spool (and the census in its journal):
+/// the restarted gateway forwards it, the sender resends what was not acknowledged, and the
+/// observations topic ends up with exactly the observations (with their patients) and census
+/// events of an uninterrupted run of the same sender; duplicates share ids.
+#[test]
+fn a_gateway_killed_mid_stream_loses_nothing_acknowledged() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let recording = sixteen_bed_recording(dir.path());
+    let total = {
+        let mut r = vigil::sources::replay::format::RecordingReader::open(&recording).unwrap();
+        let mut n = 0;
+        while r.next_entry().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let broker = Tansu::start();
+    let brokers = broker.brokers();
+    let log = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap_or_default();
+
+    // The uninterrupted run.
+    let port = free_port();
+    let cfg = gateway_config(dir.path(), &brokers, "golden", port);
+    let mut gw = Role::start("gateway", &cfg, &dir.path().join("golden.log"));
+    let answered = AtomicUsize::new(0);
+    let resends = send_recording(&recording, port, &answered);
+    assert_eq!(answered.load(Ordering::SeqCst), total);
+    assert!(gw.terminate().success(), "{}", log("golden.log"));
+    let golden = read_topic(&brokers, "obs-golden");
+    let (golden_obs, golden_census) = contents(&golden);
+    assert!(
+        golden_obs.len() > 50_000,
+        "{} observations",
+        golden_obs.len()
+    );
+    assert!(!golden_census.is_empty());
+    let _ = resends;
+
+    // The same sender; the gateway dies mid-stream.
+    let port = free_port();
+    let cfg = gateway_config(dir.path(), &brokers, "kill", port);
+    let mut gw = Role::start("gateway", &cfg, &dir.path().join("kill-1.log"));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let sender = {
+        let (recording, answered) = (recording.clone(), answered.clone());
+        std::thread::spawn(move || send_recording(&recording, port, &answered))
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while answered.load(Ordering::SeqCst) < total * 2 / 5 {
+        assert!(Instant::now() < deadline, "the sender made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    let at_kill = answered.load(Ordering::SeqCst);
+    assert!(at_kill < total, "the stream had ended before the kill");
+    std::thread::sleep(Duration::from_millis(500));
+    let mut gw = Role::start("gateway", &cfg, &dir.path().join("kill-2.log"));
+    let resends = sender.join().unwrap();
+    assert!(
+        resends > 0,
+        "the sender never had to resend: the kill was not mid-stream"
+    );
+    assert!(gw.terminate().success(), "{}", log("kill-2.log"));
+    let restarted = log("kill-2.log");
+    assert!(
+        restarted.contains("census rebuilt from the journal"),
+        "the restarted gateway did not rebuild its census:\n{restarted}"
+    );
+    assert!(restarted.contains("spool open"), "{restarted}");
+
+    let got = read_topic(&brokers, "obs-kill");
+    let (obs, census) = contents(&got);
+    let missing: Vec<&String> = golden_obs.difference(&obs).take(10).collect();
+    let extra: Vec<&String> = obs.difference(&golden_obs).take(10).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "observations differ from the uninterrupted run ({} vs {}; killed after {at_kill} of {total} answered, {resends} resends):\nmissing {missing:#?}\nextra {extra:#?}",
+        obs.len(),
+        golden_obs.len()
+    );
+    assert_eq!(census, golden_census, "census events differ");
+    eprintln!(
+        "gateway kill: {} observations, {} records read ({} duplicates), killed after {at_kill} of {total} messages, {resends} resends",
+        obs.len(),
+        got.len(),
+        got.len() - golden.len()
+    );
+    drop(broker);
+}

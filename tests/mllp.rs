@@ -40,6 +40,7 @@ async fn start(extra: &str) -> Harness {
     let opts = RunOptions {
         dead_letters: Some(dead_letters.clone()),
         listening: Some(tx),
+        census_journal: None,
         ..RunOptions::default()
     };
     let (m, s) = (metrics.clone(), stop.clone());

@@ -51,6 +51,7 @@ async fn tls_clients_are_served_and_plain_tcp_is_refused() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = RunOptions {
         listening: Some(tx),
+        census_journal: None,
         ..RunOptions::default()
     };
     let (m, s) = (metrics.clone(), stop.clone());

@@ -118,6 +118,7 @@ async fn start_vigil(
         out: tx,
         metrics: metrics.clone(),
         dead_letters,
+        census_journal: None,
         stop: stop.clone(),
     };
     let task = tokio::spawn(source.run(ctx));

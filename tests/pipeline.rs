@@ -26,6 +26,7 @@ async fn replay(alerts: &Path, scores: Option<&Path>) -> (vigil::app::RunReport,
         scores_out: scores.map(Path::to_path_buf),
         dead_letters: None,
         listening: None,
+        census_journal: None,
     };
     let report = run_pipeline(&cfg, plan, opts, metrics.clone(), CancellationToken::new())
         .await

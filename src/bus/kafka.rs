@@ -487,6 +487,17 @@ impl<T> KafkaOut<T> {
     /// Sends one record and waits for the broker's acknowledgement.
     pub(super) async fn send(&self, key: &str, rec: &T) -> Result<(), BusError> {
         let payload = (self.encode)(rec).map_err(BusError::Encode)?;
+        self.send_bytes(key.as_bytes(), &payload).await
+    }
+
+    /// The record as it goes on the wire (what a spool keeps until the broker has it).
+    pub(super) fn encode(&self, rec: &T) -> Result<Vec<u8>, BusError> {
+        (self.encode)(rec).map_err(BusError::Encode)
+    }
+
+    /// Sends an encoded record and waits for the broker's acknowledgement, retrying (with a
+    /// new producer after a fatal error) until it is acknowledged.
+    pub(super) async fn send_bytes(&self, key: &[u8], payload: &[u8]) -> Result<(), BusError> {
         let headers = OwnedHeaders::new()
             .insert(Header {
                 key: "vigil-schema",
@@ -508,7 +519,7 @@ impl<T> KafkaOut<T> {
             };
             let record = FutureRecord::to(&self.topic)
                 .key(key)
-                .payload(&payload)
+                .payload(payload)
                 .headers(headers.clone());
             match producer.send(record, Timeout::Never).await {
                 Ok(_) => return Ok(()),

@@ -7,6 +7,7 @@
 //! waits), nothing is ever dropped silently.
 
 pub mod kafka;
+pub mod spooled;
 
 use std::sync::Arc;
 
@@ -49,11 +50,14 @@ pub enum BusError {
     Kafka(String),
     #[error("cannot encode the record: {0}")]
     Encode(String),
+    #[error("spool: {0}")]
+    Spool(String),
 }
 
 enum PublisherInner<T> {
     Memory(mpsc::Sender<T>),
     Kafka(KafkaOut<T>),
+    Spool(spooled::SpoolOut<T>),
 }
 
 /// The sending end of a topic.
@@ -72,6 +76,7 @@ impl<T> Clone for Publisher<T> {
             inner: match &self.inner {
                 PublisherInner::Memory(tx) => PublisherInner::Memory(tx.clone()),
                 PublisherInner::Kafka(k) => PublisherInner::Kafka(k.clone()),
+                PublisherInner::Spool(k) => PublisherInner::Spool(k.clone()),
             },
             metrics: self.metrics.clone(),
         }
@@ -89,6 +94,15 @@ impl<T: Send> Publisher<T> {
                 self.metrics.stage_time("kafka_produce", started.elapsed());
                 if let Err(e) = &r {
                     tracing::error!(topic = k.topic(), error = %e, "publish failed");
+                }
+                r
+            }
+            PublisherInner::Spool(sp) => {
+                let started = std::time::Instant::now();
+                let r = sp.send(key, &rec).await;
+                self.metrics.stage_time("spool_append", started.elapsed());
+                if let Err(e) = &r {
+                    tracing::error!(topic = sp.topic(), error = %e, "spool append failed");
                 }
                 r
             }
@@ -227,6 +241,32 @@ impl KafkaBus {
             )),
             metrics: self.metrics.clone(),
         }
+    }
+
+    /// A publisher that appends to `spool` (durably, before it returns) and the forwarder
+    /// that drains the spool to the topic: a gateway's store-and-forward.
+    pub fn spooled_publisher<T: Serialize>(
+        &self,
+        topic: &'static str,
+        kind: TopicKind,
+        spool: Arc<crate::spool::Spool>,
+    ) -> (Publisher<T>, spooled::Forwarder<T>) {
+        let out = KafkaOut::new(self.producer.clone(), &self.cfg, self.cfg.topic(kind), kind);
+        let publisher = Publisher {
+            topic,
+            when_full: WhenFull::Block,
+            inner: PublisherInner::Spool(spooled::SpoolOut {
+                spool: spool.clone(),
+                kafka: out.clone(),
+            }),
+            metrics: self.metrics.clone(),
+        };
+        let forwarder = spooled::Forwarder {
+            spool,
+            out,
+            metrics: spooled::SpoolMetrics::new(&self.metrics),
+        };
+        (publisher, forwarder)
     }
 
     /// A subscriber in consumer group `group`; it ends when `stop` fires.

@@ -196,6 +196,17 @@ impl Config {
                 "[storage]: deadletter_max_bytes must be at least 4096",
             ));
         }
+        if storage.spool {
+            let mut sc = crate::spool::SpoolConfig::new(storage.spool_dir());
+            sc.max_bytes = storage.spool_max_bytes;
+            if let Err(e) = sc.validate() {
+                problems.push(Problem::new(
+                    file,
+                    None,
+                    format!("[storage]: spool_max_bytes: {e}"),
+                ));
+            }
+        }
         if storage.dir.exists() && !storage.dir.is_dir() {
             problems.push(Problem::new(
                 file,

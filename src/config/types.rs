@@ -238,6 +238,24 @@ pub struct StorageConfig {
     /// Bound on the dead-letter store on disk.
     #[serde(default = "default_deadletter_bytes")]
     pub deadletter_max_bytes: u64,
+    /// Store-and-forward at a gateway on Kafka: observations are written to a spool in
+    /// `<dir>/spool` (fsynced) before the sender is acknowledged, and forwarded to the broker
+    /// from there, so a broker outage or a crash loses nothing acknowledged. Off: the sender
+    /// is acknowledged when the broker has the record (the source waits while it is away).
+    #[serde(default = "default_true")]
+    pub spool: bool,
+    /// Most bytes of not-yet-forwarded records the spool holds; beyond it, sources wait (and
+    /// their senders' acknowledgements with them). Default 1 GiB.
+    #[serde(default = "default_spool_bytes")]
+    pub spool_max_bytes: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_spool_bytes() -> u64 {
+    1 << 30
 }
 
 fn default_data_dir() -> PathBuf {
@@ -253,6 +271,8 @@ impl Default for StorageConfig {
         StorageConfig {
             dir: default_data_dir(),
             deadletter_max_bytes: default_deadletter_bytes(),
+            spool: true,
+            spool_max_bytes: default_spool_bytes(),
         }
     }
 }
@@ -260,5 +280,14 @@ impl Default for StorageConfig {
 impl StorageConfig {
     pub fn deadletter_dir(&self) -> PathBuf {
         self.dir.join("deadletters")
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("spool")
+    }
+
+    /// The gateway census journal (see `sources::census_journal`).
+    pub fn census_journal(&self) -> PathBuf {
+        self.dir.join("census.journal")
     }
 }

@@ -274,6 +274,14 @@ impl Metrics {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    /// Registers a collector owned elsewhere (a component with metrics of its own, created
+    /// only when that component runs), so it is rendered with the rest.
+    pub fn register(&self, c: Box<dyn prometheus::core::Collector>) {
+        // Fails only for a name registered twice (a second instance of the component): the
+        // first one's series are kept.
+        let _ = self.registry.register(c);
+    }
+
     pub fn stage_time(&self, stage: &str, d: Duration) {
         self.stage_latency
             .with_label_values(&[stage])

@@ -335,7 +335,26 @@ async fn handle_message(
         Ok(n) => {
             count_normalized(&ctx.metrics, &cfg.name, &n);
             let key = batch_key(&n.records);
-            if n.records.is_empty() || ctx.out.publish(&key, n.records).await.is_ok() {
+            let is_census = n
+                .records
+                .iter()
+                .any(|r| matches!(r, crate::model::IngestRecord::Census(_)));
+            let journaled = match (&ctx.census_journal, is_census) {
+                (Some(j), true) => match j.append(&cfg.name, receive_time, payload).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::error!(source = %cfg.name, error = %e, "census journal write failed; not acknowledged");
+                        false
+                    }
+                },
+                _ => true,
+            };
+            if !journaled {
+                Outcome::Error(AckErr::new(
+                    207,
+                    "the census could not be stored; send again",
+                ))
+            } else if n.records.is_empty() || ctx.out.publish(&key, n.records).await.is_ok() {
                 Outcome::Accepted
             } else {
                 // Not handed on: no AA; the sender keeps the message and sends it again.
