@@ -564,6 +564,9 @@ pub async fn run_roles(
                         .inc();
                     continue;
                 }
+                if live {
+                    alert_metrics.reading_latency("alerter", set.at);
+                }
                 let started = std::time::Instant::now();
                 let alerts = engine.on_scores(&set);
                 alert_metrics.stage_time("alert", started.elapsed());

@@ -134,5 +134,6 @@ async fn publish(
         tracing::error!("scores topic closed; scorer stopping");
         return false;
     }
+    metrics.reading_latency("score", set.at);
     true
 }

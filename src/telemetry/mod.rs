@@ -39,6 +39,7 @@ pub struct Metrics {
     pub mqtt_redelivered: IntCounterVec,
     pub mqtt_readings_skipped: IntCounterVec,
     pub kafka_restores: IntCounterVec,
+    pub reading_latency: HistogramVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -231,8 +232,21 @@ impl Metrics {
             "Partitions whose history was read to rebuild state on assignment, by topic and outcome (complete; truncated: retention had removed the oldest records; timed_out).",
             &["topic", "outcome"],
         );
+        let reading_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "vigil_reading_latency_seconds",
+                "Wall time from a reading's arrival at a source to its score set being published by the scorer (path=score) or applied by the alerter (path=alerter); live sources only.",
+            )
+            .buckets(vec![
+                5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["path"],
+        )
+        .unwrap_or_else(|e| unreachable!("static metric definition: {e}"));
+        let _ = registry.register(Box::new(reading_latency.clone()));
         Metrics {
             kafka_restores,
+            reading_latency,
             registry,
             device_connected,
             device_reconnects,
@@ -280,6 +294,20 @@ impl Metrics {
         // Fails only for a name registered twice (a second instance of the component): the
         // first one's series are kept.
         let _ = self.registry.register(c);
+    }
+
+    /// Records how long ago (wall clock) the newest reading behind a score set arrived. A
+    /// replayed reading's time is virtual, not an arrival: anything not within the last five
+    /// minutes is left out.
+    pub fn reading_latency(&self, path: &str, arrived: crate::model::Timestamp) {
+        let lag_ms = crate::model::Timestamp::now_wall()
+            .millis()
+            .saturating_sub(arrived.millis());
+        if (0..=300_000).contains(&lag_ms) {
+            self.reading_latency
+                .with_label_values(&[path])
+                .observe(lag_ms as f64 / 1000.0);
+        }
     }
 
     pub fn stage_time(&self, stage: &str, d: Duration) {
