@@ -15,14 +15,16 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerting::sinks::{console_line, JsonlSink, WebhookSettings, WebhookSink};
-use crate::alerting::AlertEngine;
+use crate::alerting::delivery::{DeliveryQueue, MqttPublisher, Pcd04, RetryPolicy, Webhook};
+use crate::alerting::pcd04::Pcd04Settings;
+use crate::alerting::sinks::{console_line, JsonlSink};
+use crate::alerting::{AlertEngine, AlertService, AlertStore, Lifecycle, LifecycleSettings};
 use crate::bus::kafka::TopicKind;
 use crate::bus::Delivery;
 use crate::bus::{
     IngestBatch, KafkaBus, MemoryBus, WhenFull, TOPIC_ALERTS, TOPIC_OBSERVATIONS, TOPIC_SCORES,
 };
-use crate::config::{BusKind, Config, SinkConfig, SourceConfig, Speed};
+use crate::config::{AlertStoreKind, BusKind, Config, SinkConfig, SourceConfig, Speed};
 use crate::model::{Alert, AlertState, ScoreKind, ScoreSet, Timestamp};
 use crate::normalize::{NormalizeSettings, Normalizer};
 use crate::scorer::Scorer;
@@ -104,6 +106,9 @@ pub struct RunOptions {
     pub census_journal: Option<PathBuf>,
     /// Told each listener's name and bound address once it is listening (for port 0).
     pub listening: Option<tokio::sync::mpsc::UnboundedSender<(String, std::net::SocketAddr)>>,
+    /// The alert service the alerter feeds (shared with the HTTP API). Absent: the alerter
+    /// makes its own from the config ([`alert_service`]).
+    pub alerts: Option<Arc<AlertService>>,
 }
 
 /// Per bed (and patient): what happened over the run.
@@ -130,6 +135,8 @@ pub struct RunReport {
     pub replay: Vec<ReplayStats>,
     pub alerts_active: u32,
     pub score_sets: u64,
+    /// Alarm-burden figures of the run (episodes, pages, suppressions, time to acknowledge).
+    pub burden: Option<crate::alerting::Burden>,
     pub span: Option<(Timestamp, Timestamp)>,
 }
 
@@ -198,7 +205,6 @@ enum SourceTask {
 enum Sink {
     Console { show_transitions: bool },
     Jsonl(JsonlSink),
-    Webhook(WebhookSink),
 }
 
 /// Per patient, the newest score set time the alerter has applied and digests of the sets
@@ -425,25 +431,10 @@ pub async fn run_roles(
                 show_transitions: *show_transitions,
             },
             SinkConfig::Jsonl { path } => Sink::Jsonl(JsonlSink::append(path)?),
-            SinkConfig::Webhook {
-                name,
-                url,
-                timeout_ms,
-                max_attempts,
-                initial_backoff_ms,
-                max_backoff_ms,
-            } => Sink::Webhook(WebhookSink::start(
-                WebhookSettings {
-                    name: name.clone().unwrap_or_else(|| "webhook".into()),
-                    url: url.clone(),
-                    timeout: Duration::from_millis(*timeout_ms),
-                    max_attempts: *max_attempts,
-                    initial_backoff: Duration::from_millis(*initial_backoff_ms),
-                    max_backoff: Duration::from_millis(*max_backoff_ms),
-                    queue: 1024,
-                },
-                metrics.clone(),
-            )?),
+            // Episode sinks are the alert service's (see `alert_service`).
+            SinkConfig::Webhook { .. } | SinkConfig::Pcd04 { .. } | SinkConfig::Mqtt { .. } => {
+                continue
+            }
         });
     }
     if let Some(p) = &opts.alerts_out {
@@ -538,6 +529,14 @@ pub async fn run_roles(
 
     // Alerter stage.
     let mut engine = AlertEngine::new(&cfg.alert_rules);
+    let service = match (roles.alerter, opts.alerts.clone()) {
+        (false, _) => None,
+        (true, Some(s)) => Some(s),
+        // No service handed in (library callers, tests): episodes kept in memory, so a run
+        // never picks up another run's open episodes from a shared file.
+        (true, None) => Some(alert_service(cfg, &metrics, true).await?),
+    };
+    let alert_service_handle = service.clone();
     let alert_metrics = metrics.clone();
     let alert_summary = summary.clone();
     let alerter_task = scores_rx.map(|mut scores_rx| {
@@ -551,6 +550,9 @@ pub async fn run_roles(
                     Delivery::Revoked { partition } => {
                         for patient in seen.revoke(partition) {
                             engine.forget(&patient);
+                            if let Some(svc) = &service {
+                                svc.forget(&patient).await;
+                            }
                         }
                         continue;
                     }
@@ -573,6 +575,11 @@ pub async fn run_roles(
                 // Rebuilding the engine's state from history: what it raised was delivered
                 // by the previous owner.
                 let alerts = if live { alerts } else { Vec::new() };
+                if let (Some(svc), true) = (&service, live) {
+                    if let Err(e) = svc.on_evaluation(&set, &alerts).await {
+                        tracing::error!(error = %e, "alert store: a change could not be stored");
+                    }
+                }
                 for a in alerts {
                     alert_metrics
                         .alerts
@@ -600,24 +607,13 @@ pub async fn run_roles(
                                     tracing::error!(error = %e, "cannot write alert file");
                                 }
                             }
-                            Sink::Webhook(w) => w.send(a.clone()).await,
                         }
                     }
                 }
             }
-            // Upstream closed: give webhooks a deadline to deliver what is queued.
-            for sink in sinks {
-                if let Sink::Webhook(w) = sink {
-                    let h = w.close();
-                    if tokio::time::timeout(Duration::from_secs(30), h)
-                        .await
-                        .is_err()
-                    {
-                        tracing::error!(
-                            "webhook deliveries still pending at shutdown were abandoned"
-                        );
-                    }
-                }
+            // Upstream closed: give the delivery sinks a deadline for what is queued.
+            if let Some(svc) = &service {
+                svc.close_sinks(Duration::from_secs(30)).await;
             }
             active
         })
@@ -736,6 +732,7 @@ pub async fn run_roles(
     if let Some(t) = alerter_task {
         report.alerts_active = t.await.context("alerter task")?;
     }
+    report.burden = alert_service_handle.map(|s| s.burden());
     metrics.ready.set(0);
     tracing::info!("pipeline drained");
 
@@ -748,6 +745,140 @@ pub async fn run_roles(
     let last = report.replay.iter().filter_map(|r| r.last).max();
     report.span = first.zip(last);
     Ok(report)
+}
+
+/// The alert service of a config: its store (`memory` forces an in-memory one, for demo and
+/// replay runs), the lifecycle timers, and its delivery sinks (PCD-04, webhook, MQTT), started.
+pub async fn alert_service(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    memory: bool,
+) -> anyhow::Result<Arc<AlertService>> {
+    let a = &cfg.alerting;
+    let store = match (memory, a.store.kind) {
+        (true, _) | (false, AlertStoreKind::Memory) => {
+            AlertStore::sqlite(std::path::Path::new(":memory:"))?
+        }
+        (false, AlertStoreKind::Sqlite) => {
+            let path = match &a.store.path {
+                Some(p) => p.clone(),
+                None => {
+                    std::fs::create_dir_all(&cfg.storage.dir)
+                        .with_context(|| format!("alert store: {}", cfg.storage.dir.display()))?;
+                    cfg.storage.dir.join("alerts.sqlite")
+                }
+            };
+            AlertStore::sqlite(&path)?
+        }
+        (false, AlertStoreKind::Postgres) => {
+            let url = a.store.url.clone().unwrap_or_default();
+            let password =
+                match &a.store.password_env {
+                    Some(var) => Some(std::env::var(var).with_context(|| {
+                        format!("[alerting.store] password_env: {var} is not set")
+                    })?),
+                    None => None,
+                };
+            AlertStore::postgres(&url, password)
+                .await
+                .context("[alerting.store] postgres")?
+        }
+    };
+    let lifecycle = Lifecycle::new(
+        &cfg.alert_rules,
+        LifecycleSettings {
+            escalate_after_ms: i64::from(a.escalate_after_minutes) * 60_000,
+            renotify_ms: i64::from(a.renotify_minutes) * 60_000,
+        },
+    );
+    let svc = AlertService::open(lifecycle, store, metrics).await?;
+    let dm = svc.delivery_metrics();
+    let health = svc.sink_health();
+    for s in &a.sink {
+        let policy = |initial: u64, max: u64| RetryPolicy {
+            initial_backoff: Duration::from_millis(initial.max(1)),
+            max_backoff: Duration::from_millis(max.max(initial).max(1)),
+            degraded_after: 3,
+        };
+        let q = match s {
+            SinkConfig::Webhook {
+                name,
+                url,
+                timeout_ms,
+                max_attempts,
+                initial_backoff_ms,
+                max_backoff_ms,
+                secret_env,
+            } => {
+                let secret = match secret_env {
+                    Some(var) => Some(
+                        std::env::var(var)
+                            .with_context(|| format!("webhook secret_env: {var} is not set"))?
+                            .into_bytes(),
+                    ),
+                    None => None,
+                };
+                let hook = Webhook::new(url, Duration::from_millis(*timeout_ms), secret)
+                    .map_err(anyhow::Error::msg)?;
+                let mut p = policy(*initial_backoff_ms, *max_backoff_ms);
+                p.degraded_after = (*max_attempts).max(1);
+                DeliveryQueue::start(
+                    name.as_deref().unwrap_or("webhook"),
+                    hook,
+                    p,
+                    1024,
+                    dm.clone(),
+                    health.clone(),
+                )
+            }
+            SinkConfig::Pcd04 {
+                name,
+                address,
+                facility,
+                receiving_application,
+                initial_backoff_ms,
+                max_backoff_ms,
+            } => {
+                let addr: std::net::SocketAddr = address
+                    .parse()
+                    .with_context(|| format!("pcd04 address {address:?}"))?;
+                let settings = Pcd04Settings {
+                    facility: facility.clone(),
+                    receiving_application: receiving_application.clone(),
+                    ..Pcd04Settings::default()
+                };
+                DeliveryQueue::start(
+                    name.as_deref().unwrap_or("pcd04"),
+                    Pcd04::new(addr, settings),
+                    policy(*initial_backoff_ms, *max_backoff_ms),
+                    1024,
+                    dm.clone(),
+                    health.clone(),
+                )
+            }
+            SinkConfig::Mqtt {
+                name,
+                host,
+                port,
+                topic_prefix,
+                initial_backoff_ms,
+                max_backoff_ms,
+            } => {
+                let n = name.as_deref().unwrap_or("mqtt");
+                DeliveryQueue::start(
+                    n,
+                    MqttPublisher::new(n, host, *port, topic_prefix, Duration::from_secs(10)),
+                    policy(*initial_backoff_ms, *max_backoff_ms),
+                    1024,
+                    dm.clone(),
+                    health.clone(),
+                )
+            }
+            SinkConfig::Console { .. } | SinkConfig::Jsonl { .. } => continue,
+        };
+        svc.add_sink(q);
+    }
+    Ok(Arc::new(svc))
 }
 
 /// The configuration `vigil demo` runs with: the built-in tables, plus the demo recording's

@@ -112,6 +112,12 @@ enum Command {
     },
     /// Print a commented example config to standard output.
     GenerateConfig,
+    /// Hash a password for `[[web.user]] password_pbkdf2` (read from standard input, one line),
+    /// or with --token make a random API token and its `token_sha256`.
+    HashPassword {
+        #[arg(long)]
+        token: bool,
+    },
     /// List rejected messages kept in the dead-letter store: time, source, peer, reason, and
     /// the raw message.
     Deadletters {
@@ -205,6 +211,35 @@ enum Command {
     /// Evaluate vigil against reference results on public data.
     #[command(subcommand)]
     Evaluate(EvaluateCommand),
+    /// Fit vigil's risk model on public data (docs/validation.md).
+    #[command(subcommand)]
+    Train(TrainCommand),
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// Fit `sepsis_risk` on PhysioNet 2019 files with patient-level cross-validation and write
+    /// the model artifact (scoring/sepsis-risk.json).
+    Physionet {
+        /// Directory of challenge files (*.psv) with a SepsisLabel column.
+        #[arg(long)]
+        input: PathBuf,
+        /// Labels from same-named files here instead.
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        #[arg(long, default_value = "scoring/sepsis-risk.json")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        /// L2 penalty on the standardised weights.
+        #[arg(long, default_value_t = 10.0)]
+        l2: f64,
+        #[arg(long, default_value_t = 2019)]
+        seed: u64,
+        /// Worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -230,6 +265,37 @@ enum EvaluateCommand {
         /// Differences listed per component.
         #[arg(long, default_value_t = 10)]
         show: usize,
+    },
+    /// Replay PhysioNet 2019 files through the pipeline: one prediction file per input file
+    /// and a report comparing vigil's model with the rule baselines (docs/validation.md).
+    Physionet {
+        /// Directory of challenge files (*.psv); a SepsisLabel column is optional.
+        #[arg(long)]
+        input: PathBuf,
+        /// Write `PredictedProbability|PredictedLabel` files here, one per input file.
+        #[arg(long)]
+        predictions_out: PathBuf,
+        /// Write report.json, report.html and the PNG plots here.
+        #[arg(long)]
+        report_out: PathBuf,
+        /// Alert threshold on sepsis_risk (default: the model's).
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Labels from same-named files here (their SepsisLabel column).
+        #[arg(long)]
+        labels: Option<PathBuf>,
+        /// A model artifact instead of the built-in scoring/sepsis-risk.json.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Also write the cohort as one recording (one bed per patient).
+        #[arg(long)]
+        recording: Option<PathBuf>,
+        /// Worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        jobs: usize,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -604,6 +670,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::HashPassword { token } => {
+            if token {
+                let t = vigil::web::auth::random_token();
+                println!("token        = {t}");
+                println!("token_sha256 = {:?}", vigil::web::auth::sha256_hex(&t));
+            } else {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from standard input")?;
+                let pw = line.trim_end_matches(['\r', '\n']);
+                if pw.is_empty() {
+                    anyhow::bail!("empty password on standard input");
+                }
+                println!(
+                    "password_pbkdf2 = {:?}",
+                    vigil::web::auth::hash_password(pw)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::GenerateConfig => {
             print!("{}", vigil::config::EXAMPLE);
             Ok(ExitCode::SUCCESS)
@@ -681,6 +768,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Evaluate(EvaluateCommand::Physionet {
+            input,
+            predictions_out,
+            report_out,
+            threshold,
+            labels,
+            model,
+            recording,
+            jobs,
+            quiet,
+        }) => {
+            use vigil::evaluate::report;
+            let r = report::run(&report::PhysionetOptions {
+                input,
+                predictions_out,
+                report_out: report_out.clone(),
+                threshold,
+                labels,
+                model,
+                recording,
+                jobs,
+                progress: !quiet,
+            })?;
+            print!("{}", report::summary(&r));
+            println!("report: {}", report_out.join("report.html").display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Train(TrainCommand::Physionet {
+            input,
+            labels,
+            out,
+            folds,
+            l2,
+            seed,
+            jobs,
+        }) => {
+            use vigil::evaluate::train;
+            let started = std::time::Instant::now();
+            let (_, cv) = train::run(&train::TrainOptions {
+                input,
+                labels,
+                out: out.clone(),
+                folds,
+                l2,
+                seed,
+                jobs,
+                progress: true,
+            })?;
+            println!("{}", serde_json::to_string_pretty(&cv)?);
+            println!(
+                "wrote {} in {:.1} s",
+                out.display(),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             speed,
             listen,
@@ -699,6 +842,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ReplayInput::Bytes(DEMO_RECORDING),
                 speed,
             )];
+            let (auth, users) = match listen {
+                Some(_) => vigil::web::AuthStore::demo(),
+                None => (vigil::web::AuthStore::empty(), Vec::new()),
+            };
             replay_and_report(
                 cfg,
                 plan,
@@ -707,6 +854,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     ..Default::default()
                 },
                 true,
+                auth,
+                users,
             )
         }
         Command::Replay {
@@ -751,10 +900,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     alerts_out: alerts,
                     scores_out: scores,
                     dead_letters,
-                    census_journal: None,
-                    listening: None,
+                    ..Default::default()
                 },
                 !no_console,
+                vigil::web::AuthStore::empty(),
+                Vec::new(),
             )
         }
         Command::Run { config } => run_daemon(&config, app::Roles::ALL),
@@ -766,22 +916,65 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 type HttpServer = (std::net::SocketAddr, tokio::task::JoinHandle<()>);
 
-/// Metrics, a stop token cancelled by SIGINT/SIGTERM, and the HTTP endpoints if configured.
+/// What a process runs besides its pipeline.
+struct Process {
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    http: Option<HttpServer>,
+    /// The alert service the alerter feeds and the API serves (alerter role only).
+    alerts: Option<Arc<vigil::alerting::AlertService>>,
+}
+
+/// Metrics, a stop token cancelled by SIGINT/SIGTERM, the alert service (alerter role; kept in
+/// memory when `memory_store`), and the HTTP endpoints if configured, with the users of
+/// `auth`.
 async fn start_process(
     cfg: &Config,
-) -> anyhow::Result<(Arc<Metrics>, CancellationToken, Option<HttpServer>)> {
+    alerter: bool,
+    memory_store: bool,
+    auth: vigil::web::AuthStore,
+) -> anyhow::Result<Process> {
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     stop_on_signals(stop.clone());
+    let alerts = match alerter {
+        true => Some(app::alert_service(cfg, &metrics, memory_store).await?),
+        false => None,
+    };
     let http = match cfg.http.listen {
-        Some(addr) => Some(
-            vigil::web::serve(addr, metrics.clone(), stop.clone())
-                .await
-                .with_context(|| format!("cannot listen on {addr}"))?,
-        ),
+        Some(addr) => {
+            let state = vigil::web::WebState {
+                metrics: metrics.clone(),
+                auth: Arc::new(auth),
+                alerts: alerts.clone(),
+            };
+            Some(
+                vigil::web::serve(addr, state, stop.clone())
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            )
+        }
         None => None,
     };
-    Ok((metrics, stop, http))
+    Ok(Process {
+        metrics,
+        stop,
+        http,
+        alerts,
+    })
+}
+
+/// The users of the config's `[[web.user]]`.
+fn config_users(cfg: &Config) -> anyhow::Result<vigil::web::AuthStore> {
+    vigil::web::AuthStore::from_config(&cfg.web.user, cfg.web.session_minutes).map_err(|errs| {
+        anyhow::anyhow!(
+            "[[web.user]]: {}",
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    })
 }
 
 fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<ExitCode> {
@@ -790,11 +983,17 @@ fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<Exi
     telemetry::init_logging(&cfg.log.level, cfg.log.format == LogFormat::Json);
     let rt = runtime()?;
     rt.block_on(async move {
-        let (metrics, stop, http) = start_process(&cfg).await?;
+        let Process {
+            metrics,
+            stop,
+            http,
+            alerts,
+        } = start_process(&cfg, roles.alerter, false, config_users(&cfg)?).await?;
         tracing::info!(sources = cfg.sources.len(), "vigil running");
         let opts = RunOptions {
             dead_letters: Some(cfg.storage.deadletter_dir()),
             census_journal: Some(cfg.storage.census_journal()),
+            alerts,
             ..RunOptions::default()
         };
         let plan = app::plan_sources(&cfg);
@@ -823,14 +1022,25 @@ fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<Exi
 fn replay_and_report(
     cfg: Config,
     plan: Vec<SourcePlan>,
-    opts: RunOptions,
+    mut opts: RunOptions,
     print_summary: bool,
+    auth: vigil::web::AuthStore,
+    users: Vec<vigil::web::auth::DemoUser>,
 ) -> anyhow::Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
-        let (metrics, stop, http) = start_process(&cfg).await?;
+        let Process {
+            metrics,
+            stop,
+            http,
+            alerts,
+        } = start_process(&cfg, true, true, auth).await?;
+        opts.alerts = alerts;
         if let Some((addr, _)) = &http {
-            eprintln!("serving http://{addr}/metrics, /healthz, /readyz while the replay runs");
+            eprintln!("serving http://{addr}/ (API under /api; /metrics, /healthz, /readyz) while the replay runs");
+            for u in &users {
+                eprintln!("  log in as {:<9} password {}", u.name, u.password);
+            }
         }
         let started = std::time::Instant::now();
         let report = app::run_pipeline(&cfg, plan, opts, metrics, stop.clone()).await?;
@@ -851,7 +1061,11 @@ fn replay_and_report(
                     b.since(a) as f64 / 3_600_000.0, elapsed.as_secs_f64()
                 );
             }
-            println!("{} alert(s) raised\n", report.alerts_active);
+            println!("{} alert(s) raised", report.alerts_active);
+            if let Some(b) = &report.burden {
+                print!("{}", b.summary());
+            }
+            println!();
             print!("{}", app::summary_table(&report));
         }
         Ok(ExitCode::SUCCESS)

@@ -27,6 +27,7 @@ async fn replay(alerts: &Path, scores: Option<&Path>) -> (vigil::app::RunReport,
         dead_letters: None,
         listening: None,
         census_journal: None,
+        alerts: None,
     };
     let report = run_pipeline(&cfg, plan, opts, metrics.clone(), CancellationToken::new())
         .await

@@ -78,6 +78,8 @@ pub fn explain(rule: &Rule, score: &Score) -> String {
         ScoreKind::News2 => "NEWS2",
         ScoreKind::ShockIndex => "Shock index",
         ScoreKind::SepticShock => "Septic shock criteria",
+        ScoreKind::ShockRisk => "Shock-transition points",
+        ScoreKind::SepsisRisk => "Sepsis risk",
     };
     match (&rule.trigger, score.kind) {
         (_, ScoreKind::SepticShock) => {

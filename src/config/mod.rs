@@ -38,6 +38,8 @@ pub struct Config {
     pub kafka: crate::bus::kafka::KafkaConfig,
     pub sources: Vec<SourceConfig>,
     pub alerting: AlertingConfig,
+    /// Users of the API and dashboard.
+    pub web: WebConfig,
     pub normalize_tables: NormalizeTables,
     /// Device profiles: the built-in ones, plus `[paths] device_profiles`/devices/*.toml.
     pub device_profiles: ProfileSet,
@@ -58,6 +60,11 @@ struct RawConfig {
     #[serde(default)]
     source: Vec<Spanned<toml::Value>>,
     alerting: Option<Spanned<toml::Value>>,
+    web: Option<Spanned<toml::Value>>,
+}
+
+fn sink_line_of(section: &Option<Spanned<toml::Value>>, src: &str) -> Option<usize> {
+    section.as_ref().map(|a| line_of(src, a.span().start))
 }
 
 /// Deserializes one top-level table from the whole document, so a fault's span (and line)
@@ -164,6 +171,25 @@ impl Config {
             section(file, src, "storage", raw.storage.is_some(), &mut problems);
         let mut alerting: AlertingConfig =
             section(file, src, "alerting", raw.alerting.is_some(), &mut problems);
+        let web: WebConfig = section(file, src, "web", raw.web.is_some(), &mut problems);
+        let web_line = raw.web.as_ref().map(|w| line_of(src, w.span().start));
+        if let Err(errs) = crate::web::auth::AuthStore::check_config(&web.user) {
+            for e in errs {
+                problems.push(Problem::new(file, web_line, e.to_string()));
+            }
+        }
+        if alerting.store.kind == AlertStoreKind::Postgres && alerting.store.url.is_none() {
+            problems.push(Problem::new(
+                file,
+                sink_line_of(&raw.alerting, src),
+                "[alerting.store]: kind = \"postgres\" needs url = \"postgres://user@host:port/db\"",
+            ));
+        }
+        if let Some(p) = &mut alerting.store.path {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
 
         if bus.capacity == 0 {
             problems.push(Problem::new(
@@ -357,6 +383,24 @@ impl Config {
                     }
                 }
                 SinkConfig::Console { .. } => {}
+                SinkConfig::Pcd04 { address, .. } => {
+                    if address.parse::<std::net::SocketAddr>().is_err() {
+                        problems.push(Problem::new(
+                            file,
+                            sink_line,
+                            format!("[[alerting.sink]] pcd04: address {address:?} is not host:port (an IP address and a port)"),
+                        ));
+                    }
+                }
+                SinkConfig::Mqtt { host, .. } => {
+                    if host.trim().is_empty() {
+                        problems.push(Problem::new(
+                            file,
+                            sink_line,
+                            "[[alerting.sink]] mqtt: host is empty",
+                        ));
+                    }
+                }
             }
         }
 
@@ -476,6 +520,7 @@ impl Config {
                 kafka,
                 sources,
                 alerting,
+                web,
                 normalize_tables,
                 device_profiles,
                 scoring_tables,

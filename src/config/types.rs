@@ -202,7 +202,54 @@ pub enum SinkConfig {
         initial_backoff_ms: u64,
         #[serde(default = "default_max_backoff_ms")]
         max_backoff_ms: u64,
+        /// Environment variable holding the HMAC-SHA256 key: each body is signed in
+        /// `X-Vigil-Signature: sha256=<hex>`.
+        #[serde(default)]
+        secret_env: Option<String>,
     },
+    /// IHE PCD-04 `ORU^R40` over MLLP to an alarm manager, on every episode change that pages
+    /// or acknowledges or resolves.
+    Pcd04 {
+        #[serde(default)]
+        name: Option<String>,
+        /// `host:port` of the alarm manager's MLLP listener.
+        address: String,
+        #[serde(default = "default_facility")]
+        facility: String,
+        #[serde(default = "default_receiving_app")]
+        receiving_application: String,
+        #[serde(default = "default_backoff_ms")]
+        initial_backoff_ms: u64,
+        #[serde(default = "default_max_backoff_ms")]
+        max_backoff_ms: u64,
+    },
+    /// JSON to an MQTT broker, QoS 1, topic `<topic_prefix>/<unit>/alerts`.
+    Mqtt {
+        #[serde(default)]
+        name: Option<String>,
+        host: String,
+        #[serde(default = "default_mqtt_port")]
+        port: u16,
+        #[serde(default = "default_topic_prefix")]
+        topic_prefix: String,
+        #[serde(default = "default_backoff_ms")]
+        initial_backoff_ms: u64,
+        #[serde(default = "default_max_backoff_ms")]
+        max_backoff_ms: u64,
+    },
+}
+
+fn default_facility() -> String {
+    "ICU".into()
+}
+fn default_receiving_app() -> String {
+    "ACM".into()
+}
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_topic_prefix() -> String {
+    "vigil".into()
 }
 
 fn yes() -> bool {
@@ -221,11 +268,76 @@ fn default_max_backoff_ms() -> u64 {
     30_000
 }
 
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AlertingConfig {
     #[serde(default)]
     pub sink: Vec<SinkConfig>,
+    /// An active alert not acknowledged within this many minutes escalates (0: never).
+    #[serde(default = "default_escalate_after")]
+    pub escalate_after_minutes: u32,
+    /// An escalated alert still not acknowledged pages again this often (0: never).
+    #[serde(default = "default_renotify")]
+    pub renotify_minutes: u32,
+    /// Where alerts, their history and the audit trail are kept.
+    #[serde(default)]
+    pub store: AlertStoreConfig,
+}
+
+fn default_escalate_after() -> u32 {
+    15
+}
+fn default_renotify() -> u32 {
+    30
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        AlertingConfig {
+            sink: Vec::new(),
+            escalate_after_minutes: default_escalate_after(),
+            renotify_minutes: default_renotify(),
+            store: AlertStoreConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStoreKind {
+    /// SQLite file (`path`, default `<storage dir>/alerts.sqlite`).
+    #[default]
+    Sqlite,
+    /// PostgreSQL (`url`), for deployments that share one store.
+    Postgres,
+    /// Kept in memory only (demo and replay runs).
+    Memory,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertStoreConfig {
+    #[serde(default)]
+    pub kind: AlertStoreKind,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// `postgres://user@host:port/dbname`; a password is taken from `password_env`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// `[web]`: who may use the API and the dashboard.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    #[serde(default)]
+    pub user: Vec<crate::web::auth::UserConfig>,
+    /// Lifetime of a login session (default 720 = 12 h).
+    #[serde(default)]
+    pub session_minutes: Option<u64>,
 }
 
 /// Where vigil keeps what it must not lose.

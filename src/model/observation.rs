@@ -227,12 +227,15 @@ impl Writer<'_> {
 /// Lower-case hex of the first 16 bytes of a digest.
 pub fn hex16(digest: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for &b in digest.iter().take(16) {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0x0f)]));
+    let mut out = [0u8; 32];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(digest.iter().take(16)) {
+        pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
     }
-    s
+    let n = 2 * digest.len().min(16);
+    // Only ASCII hex digits were written.
+    std::str::from_utf8(out.get(..n).unwrap_or_default())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ pub enum ScoreKind {
     ShockIndex,
     /// 1 when the Sepsis-3 septic-shock criteria are met, else 0.
     SepticShock,
+    /// Shock-transition points baseline (CLINICAL.md §3 predictors), 0–11.
+    ShockRisk,
+    /// Probability from the fitted model in `scoring/sepsis-risk.json`, in (0, 1).
+    SepsisRisk,
 }
 
 impl ScoreKind {
@@ -30,6 +34,8 @@ impl ScoreKind {
             ScoreKind::News2 => "news2",
             ScoreKind::ShockIndex => "shock_index",
             ScoreKind::SepticShock => "septic_shock",
+            ScoreKind::ShockRisk => "shock_risk",
+            ScoreKind::SepsisRisk => "sepsis_risk",
         }
     }
 }

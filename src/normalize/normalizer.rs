@@ -12,8 +12,8 @@ use crate::model::{
 };
 use crate::protocol::device::{DeviceCode, DeviceReport, ReadingStatus, ReadingValue};
 use crate::protocol::hl7::{
-    self, AdtEvent, DecodeOptions, Decoded, Location, ObsGroup, ObservationReport, ObxRow,
-    PatientIds,
+    self, AdtEvent, DecodeOptions, Decoded, Location, ObsGroup, ObservationReport, ObxFields,
+    ObxRow, PatientIds,
 };
 
 use super::census::Census;
@@ -126,6 +126,8 @@ pub struct Normalizer {
     clock_key: String,
     site: Option<Arc<str>>,
     protocol: Arc<str>,
+    /// Scratch for one group's observations, reused across messages.
+    scratch: Vec<Observation>,
 }
 
 fn text(s: &str) -> Option<String> {
@@ -158,6 +160,7 @@ impl Normalizer {
             clocks: HashMap::new(),
             clock_key: String::new(),
             protocol: Arc::from("hl7"),
+            scratch: Vec::new(),
         }
     }
 
@@ -258,7 +261,7 @@ impl Normalizer {
         let protocol: Arc<str> = Arc::from(origin.protocol);
         let mut n = self.observations(
             source,
-            &report_hl7,
+            &report_hl7.fields_view(),
             receive_time,
             origin.protocol.to_string(),
             protocol,
@@ -291,11 +294,25 @@ impl Normalizer {
                 position: "MSH".into(),
             }));
         }
-        let message_type = format!("{code}^{trigger}");
+        let mut message_type = String::with_capacity(code.len() + trigger.len() + 1);
+        message_type.push_str(code);
+        message_type.push('^');
+        message_type.push_str(trigger);
+        // The common case: rows borrowed from the message, only the fields normalization reads.
+        if let Some(r) = hl7::decode_fields(msg, &opts)? {
+            let protocol = Arc::clone(&self.protocol);
+            return Ok(self.observations(source, &r, receive_time, message_type, protocol));
+        }
         match hl7::decode(msg, &opts)? {
             Decoded::Observations(r) => {
                 let protocol = Arc::clone(&self.protocol);
-                Ok(self.observations(source, &r, receive_time, message_type, protocol))
+                Ok(self.observations(
+                    source,
+                    &r.fields_view(),
+                    receive_time,
+                    message_type,
+                    protocol,
+                ))
             }
             Decoded::Adt(a) => Ok(self.adt(&a, receive_time, message_type)),
         }
@@ -356,7 +373,7 @@ impl Normalizer {
     fn observations(
         &mut self,
         source: &str,
-        r: &ObservationReport<'_>,
+        r: &ObservationReport<'_, ObxFields<'_>>,
         receive_time: Timestamp,
         message_type: String,
         protocol: Arc<str>,
@@ -408,10 +425,15 @@ impl Normalizer {
         let mut out = Normalized {
             control_id: r.control_id.to_string(),
             message_type,
-            records: Vec::with_capacity(r.groups.iter().map(|g| g.rows.len()).sum()),
+            records: Vec::with_capacity(
+                r.groups
+                    .iter()
+                    .map(|g| g.rows.iter().filter(|r| !r.device_row).count())
+                    .sum(),
+            ),
             unassociated: 0,
         };
-        let mut obs = Vec::new();
+        let mut obs = std::mem::take(&mut self.scratch);
         for g in &r.groups {
             obs.clear();
             self.group(&ctx, g, weight, &mut obs);
@@ -420,6 +442,7 @@ impl Normalizer {
             out.records
                 .extend(obs.drain(..).map(IngestRecord::Observation));
         }
+        self.scratch = obs;
         if ctx.patient.is_none() {
             out.unassociated = out.records.len();
         }
@@ -453,7 +476,7 @@ impl Normalizer {
     fn group<'m>(
         &self,
         ctx: &Ctx<'_>,
-        g: &'m ObsGroup<'m>,
+        g: &'m ObsGroup<'m, ObxFields<'m>>,
         census_weight: Option<f64>,
         out: &mut Vec<Observation>,
     ) {
@@ -464,14 +487,14 @@ impl Normalizer {
         let mut labelled: Vec<&'m str> = Vec::new();
         let mut pump_weight: Option<f64> = None;
         for row in &g.rows {
-            if let Ok(code) = row.code.trim().parse::<u32>() {
+            if let Ok(code) = trim(row.code).parse::<u32>() {
                 if self.tables.is_drug_name_code(code) {
-                    labelled.push(channel_of(&row.sub_id));
-                    if is_sedative_label(&row.value) {
-                        sedatives.push((channel_of(&row.sub_id), row.value.trim()));
+                    labelled.push(channel_of(row.sub_id));
+                    if is_sedative_label(row.value) {
+                        sedatives.push((channel_of(row.sub_id), row.value.trim()));
                     }
-                    if let Some(d) = Drug::from_label(&row.value) {
-                        let ch = channel_of(&row.sub_id);
+                    if let Some(d) = Drug::from_label(row.value) {
+                        let ch = channel_of(row.sub_id);
                         match drugs.iter_mut().find(|(c, _)| *c == ch) {
                             Some(slot) => slot.1 = d,
                             None => drugs.push((ch, d)),
@@ -509,10 +532,10 @@ impl Normalizer {
         let mut flows: Vec<(&'m str, ChannelFlow)> = Vec::new();
         let mut last_equipment: Option<(&'m str, Arc<str>)> = None;
         for row in &g.rows {
-            if row.is_device_row() || row.is_waveform() || row.value.trim().is_empty() {
+            if row.device_row || row.is_waveform() || trim(row.value).is_empty() {
                 continue;
             }
-            let device_id = match non_empty(&row.equipment_id) {
+            let device_id = match non_empty(row.equipment_id) {
                 None => Arc::clone(&device.id),
                 Some(e) => match &last_equipment {
                     Some((prev, id)) if *prev == e => Arc::clone(id),
@@ -530,7 +553,7 @@ impl Normalizer {
                 o.param,
                 Some(Param::PumpFlow | Param::DrugConc | Param::Dose(_))
             ) {
-                let ch = channel_of(&row.sub_id);
+                let ch = channel_of(row.sub_id);
                 let i = match flows.iter().position(|(c, _)| *c == ch) {
                     Some(i) => i,
                     None => {
@@ -629,14 +652,14 @@ impl Normalizer {
     fn row(
         &self,
         ctx: &Ctx<'_>,
-        g: &ObsGroup<'_>,
-        row: &ObxRow<'_>,
+        g: &ObsGroup<'_, ObxFields<'_>>,
+        row: &ObxFields<'_>,
         device: &GroupDevice,
         device_id: Arc<str>,
         drug_on: &dyn Fn(&str) -> Option<Drug>,
     ) -> Option<Observation> {
-        let sys = row.system.trim();
-        let code_str = row.code.trim();
+        let sys = trim(row.system);
+        let code_str = trim(row.code);
         if code_str.is_empty() {
             return None;
         }
@@ -654,7 +677,7 @@ impl Normalizer {
         };
         let param = match mapped {
             Some(MappedParam::Param(p)) => Some(p),
-            Some(MappedParam::Dose) => drug_on(channel_of(&row.sub_id)).map(Param::Dose),
+            Some(MappedParam::Dose) => drug_on(channel_of(row.sub_id)).map(Param::Dose),
             None => None,
         };
         let sent_unit = self.unit_of(row);
@@ -663,11 +686,11 @@ impl Normalizer {
             .map(|t| t.plus_ms(ctx.offset).min(ctx.receive_time))
             .unwrap_or(ctx.receive_time);
         let mut quality = Vec::new();
-        let raw = row.value.trim();
+        let raw = trim(row.value);
         let code = Code {
             system,
             code: code_str.to_string(),
-            refid: non_empty(&row.refid).map(str::to_string),
+            refid: non_empty(row.refid).map(str::to_string),
         };
         let device = device.device_ref(device_id);
         let (value, param, ucum) = match raw.parse::<f64>() {
@@ -723,17 +746,12 @@ impl Normalizer {
 
     /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
     /// the unit text through the alias table.
-    fn unit_of<'s>(&'s self, row: &'s ObxRow<'_>) -> &'s str {
-        if let Some(u) = row
-            .unit_ucum
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-        {
+    fn unit_of<'s>(&'s self, row: &ObxFields<'s>) -> &'s str {
+        if let Some(u) = row.unit_ucum.map(trim).filter(|u| !u.is_empty()) {
             return self.tables.ucum_alias(u);
         }
-        let code = row.unit_code.trim();
-        if row.unit_system.trim() == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
+        let code = trim(row.unit_code);
+        if trim(row.unit_system) == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
             if let Some(u) = code
                 .parse::<u32>()
                 .ok()
@@ -829,9 +847,24 @@ impl GroupDevice {
     }
 }
 
+/// `s.trim()`, without the Unicode scan when both ends are plainly not white space (the
+/// common case: HL7 fields are rarely padded).
+#[inline]
+fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [] => s,
+        [first, .., last] | [first @ last]
+            if first.is_ascii_graphic() && last.is_ascii_graphic() =>
+        {
+            s
+        }
+        _ => s.trim(),
+    }
+}
+
 /// `s` trimmed, or `None` when that leaves nothing.
 fn non_empty(s: &str) -> Option<&str> {
-    let t = s.trim();
+    let t = trim(s);
     (!t.is_empty()).then_some(t)
 }
 

@@ -1,6 +1,8 @@
 //! Code, unit and plausibility tables, loaded from `device-profiles/` (data, not code).
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -111,12 +113,14 @@ pub enum MappedParam {
 /// The loaded tables.
 #[derive(Clone, Debug)]
 pub struct NormalizeTables {
-    mdc: HashMap<u32, MappedParam>,
-    loinc: HashMap<String, MappedParam>,
+    // FxHash: the keys are the site's own tables, not attacker-chosen, and SipHash cost more
+    // than the rest of a lookup on the hot path.
+    mdc: FxHashMap<u32, MappedParam>,
+    loinc: FxHashMap<String, MappedParam>,
     pub drug_name_codes: Vec<u32>,
-    mdc_units: HashMap<u32, String>,
-    aliases: HashMap<String, String>,
-    ranges: HashMap<Param, (f64, f64)>,
+    mdc_units: FxHashMap<u32, String>,
+    aliases: FxHashMap<String, String>,
+    ranges: FxHashMap<Param, (f64, f64)>,
     pub sentinels: Vec<f64>,
     pub arterial: ArterialArtifact,
     pub spo2_low_perfusion: Spo2LowPerfusion,
@@ -180,12 +184,12 @@ impl NormalizeTables {
         let (cf, cs) = codes;
         let (pf, ps) = plaus;
         let mut t = NormalizeTables {
-            mdc: HashMap::new(),
-            loinc: HashMap::new(),
+            mdc: FxHashMap::default(),
+            loinc: FxHashMap::default(),
             drug_name_codes: Vec::new(),
-            mdc_units: HashMap::new(),
-            aliases: HashMap::new(),
-            ranges: HashMap::new(),
+            mdc_units: FxHashMap::default(),
+            aliases: FxHashMap::default(),
+            ranges: FxHashMap::default(),
             sentinels: Vec::new(),
             arterial: ArterialArtifact {
                 enabled: false,

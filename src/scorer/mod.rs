@@ -7,6 +7,8 @@
 
 pub mod news2;
 pub mod qsofa;
+pub mod risk;
+pub mod risk_features;
 pub mod shock;
 pub mod sofa;
 pub mod state;
@@ -14,6 +16,7 @@ pub mod tables;
 pub mod task;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::model::{
     CensusEvent, CensusKind, Component, IngestRecord, Observation, ScoreSet, Timestamp,
@@ -58,6 +61,8 @@ pub(crate) fn missing_component(name: &str) -> Component {
 pub struct Scorer {
     tables: ScoringTables,
     patients: HashMap<String, PatientState>,
+    /// The fitted model behind `sepsis_risk` (the built-in one unless replaced).
+    risk_model: Option<Arc<risk::RiskModel>>,
 }
 
 impl Scorer {
@@ -65,7 +70,24 @@ impl Scorer {
         Scorer {
             tables,
             patients: HashMap::new(),
+            risk_model: risk::RiskModel::builtin(),
         }
+    }
+
+    /// Replaces the fitted model behind `sepsis_risk` (`None`: the score is not computed).
+    pub fn set_risk_model(&mut self, model: Option<Arc<risk::RiskModel>>) {
+        self.risk_model = model;
+    }
+
+    pub fn risk_model(&self) -> Option<&risk::RiskModel> {
+        self.risk_model.as_deref()
+    }
+
+    /// The risk models' feature vector for a patient at `now`, given the scores of the
+    /// evaluation at that time (what `sepsis_risk` read).
+    pub fn risk_features(&self, patient: &str, now: Timestamp, set: &ScoreSet) -> Option<Vec<f64>> {
+        let st = self.patients.get(patient)?;
+        Some(risk::features(st, now, &set.scores))
     }
 
     pub fn tables(&self) -> &ScoringTables {
@@ -102,17 +124,33 @@ impl Scorer {
         if st.counts().duplicates != before {
             return None;
         }
-        Some(Self::score_set(st, obs.receive_time, &self.tables))
+        Some(Self::score_set(
+            st,
+            obs.receive_time,
+            &self.tables,
+            self.risk_model.as_deref(),
+        ))
     }
 
     /// Scores one patient at `now` (e.g. on a timer, so stale values age out without input).
     pub fn evaluate(&mut self, patient: &str, now: Timestamp) -> Option<ScoreSet> {
         let st = self.patients.get_mut(patient)?;
-        Some(Self::score_set(st, now, &self.tables))
+        Some(Self::score_set(
+            st,
+            now,
+            &self.tables,
+            self.risk_model.as_deref(),
+        ))
     }
 
-    fn score_set(st: &mut PatientState, now: Timestamp, tables: &ScoringTables) -> ScoreSet {
-        let scores = st.evaluate(now, tables);
+    fn score_set(
+        st: &mut PatientState,
+        now: Timestamp,
+        tables: &ScoringTables,
+        model: Option<&risk::RiskModel>,
+    ) -> ScoreSet {
+        let mut scores = st.evaluate(now, tables);
+        risk::extend(st, now, tables, model, &mut scores);
         ScoreSet {
             schema: SCORE_SCHEMA,
             patient: st.patient().to_string(),

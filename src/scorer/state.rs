@@ -330,6 +330,8 @@ pub struct PatientState {
     seen: SeenIds,
     pub(crate) counts: StateCounts,
     pub(crate) last_activity: Option<Timestamp>,
+    /// What the risk models read (`risk_features`).
+    pub(crate) risk: super::risk_features::RiskState,
 }
 
 impl PatientState {
@@ -354,6 +356,7 @@ impl PatientState {
             seen: SeenIds::default(),
             counts: StateCounts::default(),
             last_activity: None,
+            risk: Default::default(),
         }
     }
 
@@ -489,6 +492,9 @@ impl PatientState {
         if !obs.is_usable() {
             self.counts.flagged += 1;
             return false;
+        }
+        if let Some(v) = obs.numeric().filter(|v| v.is_finite()) {
+            self.risk.on_observation(obs, v);
         }
         let (Some(param), Some(value)) = (obs.param, obs.numeric().filter(|v| v.is_finite()))
         else {

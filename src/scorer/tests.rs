@@ -859,7 +859,9 @@ mod handling {
                 ScoreKind::SofaRise,
                 ScoreKind::News2,
                 ScoreKind::ShockIndex,
-                ScoreKind::SepticShock
+                ScoreKind::SepticShock,
+                ScoreKind::ShockRisk,
+                ScoreKind::SepsisRisk
             ]
         );
         assert!(set

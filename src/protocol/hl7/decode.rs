@@ -145,9 +145,10 @@ impl Location<'_> {
     }
 }
 
-/// ORU^R01 / ORU^R42: observations grouped under their OBR.
+/// ORU^R01 / ORU^R42: observations grouped under their OBR. Rows are [`ObxRow`]s (every field,
+/// escapes resolved) or, for the normalizer's fast path, [`ObxFields`] (see [`decode_fields`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ObservationReport<'m> {
+pub struct ObservationReport<'m, R = ObxRow<'m>> {
     pub control_id: Text<'m>,
     /// MSH-9.2: `R01` or `R42`.
     pub trigger: Text<'m>,
@@ -160,7 +161,7 @@ pub struct ObservationReport<'m> {
     pub patient: PatientIds<'m>,
     /// PV1-3.
     pub location: Location<'m>,
-    pub groups: Vec<ObsGroup<'m>>,
+    pub groups: Vec<ObsGroup<'m, R>>,
 }
 
 impl ObservationReport<'_> {
@@ -184,7 +185,7 @@ impl ObservationReport<'_> {
 
 /// One OBR and the OBX rows after it. OBX rows before any OBR form a group with empty OBR fields.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ObsGroup<'m> {
+pub struct ObsGroup<'m, R = ObxRow<'m>> {
     /// OBR-2.1.
     pub placer_id: Text<'m>,
     /// OBR-3.1 (a device's EUI-64 in PCD-01).
@@ -193,7 +194,7 @@ pub struct ObsGroup<'m> {
     pub device_code: CodedValue<'m>,
     /// OBR-7.
     pub obs_time: Option<Timestamp>,
-    pub rows: Vec<ObxRow<'m>>,
+    pub rows: Vec<R>,
 }
 
 impl ObsGroup<'_> {
@@ -283,6 +284,114 @@ impl<'m> ObxRow<'m> {
             time: self.time,
             equipment_id: own(self.equipment_id),
             equipment_name: own(self.equipment_name),
+        }
+    }
+}
+
+/// The OBX fields normalization reads, borrowed: from the message when the segment holds no
+/// escape (see [`decode_fields`]), else from a decoded [`ObxRow`] ([`ObxRow::fields`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ObxFields<'a> {
+    /// A PCD-01 containment row ([`ObxRow::is_device_row`]): only `code` and `sub_id` are read.
+    pub device_row: bool,
+    /// OBX-2.
+    pub value_type: &'a str,
+    /// OBX-3.1, .2, .3.
+    pub code: &'a str,
+    pub refid: &'a str,
+    pub system: &'a str,
+    /// OBX-4.
+    pub sub_id: &'a str,
+    /// OBX-5, first repetition.
+    pub value: &'a str,
+    /// OBX-6.1, .2, .3 and the UCUM unit (as [`ObxRow::unit_ucum`]).
+    pub unit_code: &'a str,
+    pub unit_refid: &'a str,
+    pub unit_system: &'a str,
+    pub unit_ucum: Option<&'a str>,
+    /// OBX-14.
+    pub time: Option<Timestamp>,
+    /// OBX-18.1.
+    pub equipment_id: &'a str,
+}
+
+impl ObxFields<'_> {
+    /// Waveform rows (`NA`, `MA`).
+    pub fn is_waveform(&self) -> bool {
+        matches!(self.value_type, "NA" | "MA")
+    }
+}
+
+impl ObxRow<'_> {
+    /// The fields normalization reads, borrowed from this row.
+    pub fn fields(&self) -> ObxFields<'_> {
+        ObxFields {
+            device_row: self.is_device_row(),
+            value_type: &self.value_type,
+            code: &self.code,
+            refid: &self.refid,
+            system: &self.system,
+            sub_id: &self.sub_id,
+            value: &self.value,
+            unit_code: &self.unit_code,
+            unit_refid: &self.unit_refid,
+            unit_system: &self.unit_system,
+            unit_ucum: self.unit_ucum.as_deref(),
+            time: self.time,
+            equipment_id: &self.equipment_id,
+        }
+    }
+}
+
+impl ObservationReport<'_> {
+    /// The same report with [`ObxFields`] rows borrowed from this one.
+    pub fn fields_view(&self) -> ObservationReport<'_, ObxFields<'_>> {
+        fn br<'x>(t: &'x Text<'_>) -> Text<'x> {
+            Cow::Borrowed(t.as_ref())
+        }
+        fn loc<'x>(l: &'x Location<'_>) -> Location<'x> {
+            Location {
+                unit: br(&l.unit),
+                room: br(&l.room),
+                bed: br(&l.bed),
+                facility: br(&l.facility),
+            }
+        }
+        ObservationReport {
+            control_id: br(&self.control_id),
+            trigger: br(&self.trigger),
+            sending_app: br(&self.sending_app),
+            sending_facility: br(&self.sending_facility),
+            message_time: self.message_time,
+            patient: PatientIds {
+                ids: self
+                    .patient
+                    .ids
+                    .iter()
+                    .map(|i| PatientIdentifier {
+                        id: br(&i.id),
+                        authority: br(&i.authority),
+                        id_type: br(&i.id_type),
+                    })
+                    .collect(),
+                visit_number: self.patient.visit_number.as_ref().map(br),
+            },
+            location: loc(&self.location),
+            groups: self
+                .groups
+                .iter()
+                .map(|g| ObsGroup {
+                    placer_id: br(&g.placer_id),
+                    filler_id: br(&g.filler_id),
+                    device_code: CodedValue {
+                        code: br(&g.device_code.code),
+                        text: br(&g.device_code.text),
+                        system: br(&g.device_code.system),
+                    },
+                    obs_time: g.obs_time,
+                    rows: g.rows.iter().map(ObxRow::fields).collect(),
+                })
+                .collect(),
         }
     }
 }
@@ -461,28 +570,132 @@ fn components<'m, const N: usize>(f: Field<'m>, plain: bool) -> [Text<'m>; N] {
     })
 }
 
-/// Timestamps repeat within a message (OBX-14 is often the same for every row): the last one
-/// parsed is kept and reused when the same text comes again.
+/// Timestamps repeat within a message (OBX-14 is often the same for every row, or alternates
+/// between a few values): the last few parsed are kept and reused when the same text comes again.
 #[derive(Default)]
 struct TsCache<'m> {
-    last: Option<(&'m str, Option<Timestamp>)>,
+    last: [Option<(&'m str, Option<Timestamp>)>; 4],
+    next: usize,
 }
 
 impl<'m> TsCache<'m> {
     fn get(&mut self, f: Field<'m>, opts: &DecodeOptions) -> Option<Timestamp> {
-        let s = f.component(1).as_str();
+        self.text(f.component(1).as_str(), opts)
+    }
+
+    fn text(&mut self, s: &'m str, opts: &DecodeOptions) -> Option<Timestamp> {
         if s.is_empty() {
             return None;
         }
-        match self.last {
-            Some((prev, t)) if prev == s => t,
-            _ => {
-                let t = parse_ts(s, opts.default_offset_min).ok().map(|t| t.ts);
-                self.last = Some((s, t));
-                t
+        for (prev, t) in self.last.iter().flatten() {
+            if *prev == s {
+                return *t;
+            }
+        }
+        let t = parse_ts(s, opts.default_offset_min).ok().map(|t| t.ts);
+        if let Some(slot) = self.last.get_mut(self.next % 4) {
+            *slot = Some((s, t));
+        }
+        self.next = self.next.wrapping_add(1);
+        t
+    }
+}
+
+/// The first `N` pieces of `s` split on `sep` (missing ones empty, the rest ignored).
+#[inline]
+fn split_n<const N: usize>(s: &str, sep: u8) -> [&str; N] {
+    let mut out = [""; N];
+    let mut rest = s;
+    for slot in out.iter_mut() {
+        match find_byte(sep, rest.as_bytes()) {
+            Some(i) => {
+                *slot = rest.get(..i).unwrap_or("");
+                rest = rest.get(i + 1..).unwrap_or("");
+            }
+            None => {
+                *slot = rest;
+                break;
             }
         }
     }
+    out
+}
+
+/// The text before the first `sep`.
+#[inline]
+fn first_piece(s: &str, sep: u8) -> &str {
+    match find_byte(sep, s.as_bytes()) {
+        Some(i) => s.get(..i).unwrap_or(""),
+        None => s,
+    }
+}
+
+/// [`ObxFields`] straight from a segment, borrowing the message; `None` when the segment holds
+/// an escape character (the caller then decodes an [`ObxRow`], which resolves escapes).
+/// Containment rows get only their code and sub-id: nothing else of them is read.
+fn obx_fields<'m>(
+    s: Segment<'m>,
+    opts: &DecodeOptions,
+    times: &mut TsCache<'m>,
+) -> Option<ObxFields<'m>> {
+    let d = s.delimiters();
+    if find_byte(d.escape, s.as_str().as_bytes()).is_some() {
+        return None;
+    }
+    let f3 = first_piece(s.field(3).as_str(), d.repetition);
+    let [code, refid, system] = split_n::<3>(f3, d.component);
+    let sub_id = s.field(4).as_str();
+    let value = first_piece(s.field(5).as_str(), d.repetition);
+    if value.is_empty() && s.field(11).as_str() == "X" {
+        return Some(ObxFields {
+            device_row: true,
+            code,
+            sub_id,
+            ..ObxFields::default()
+        });
+    }
+    let f6 = first_piece(s.field(6).as_str(), d.repetition);
+    let [unit_code, unit_refid, unit_system, unit_alt, _, unit_alt_system] =
+        split_n::<6>(f6, d.component);
+    let unit_ucum = if unit_system.eq_ignore_ascii_case("UCUM") {
+        Some(unit_code).filter(|u| !u.is_empty())
+    } else if unit_alt_system.eq_ignore_ascii_case("UCUM") {
+        Some(unit_alt).filter(|u| !u.is_empty())
+    } else {
+        None
+    };
+    let f14 = first_piece(s.field(14).as_str(), d.repetition);
+    let time = times.text(first_piece(f14, d.component), opts);
+    let f18 = first_piece(s.field(18).as_str(), d.repetition);
+    Some(ObxFields {
+        device_row: false,
+        value_type: s.field(2).as_str(),
+        code,
+        refid,
+        system,
+        sub_id,
+        value,
+        unit_code,
+        unit_refid,
+        unit_system,
+        unit_ucum,
+        time,
+        equipment_id: first_piece(f18, d.component),
+    })
+}
+
+/// Decodes an ORU^R01 / ORU^R42 into [`ObxFields`] rows that borrow the message: the
+/// normalizer's path, which reads only what it maps. `Ok(None)` when an OBX holds an escape
+/// (use [`decode`] then) or the message is not an observation report.
+pub fn decode_fields<'m>(
+    msg: &'m Message<'_>,
+    opts: &DecodeOptions,
+) -> Result<Option<ObservationReport<'m, ObxFields<'m>>>, DecodeError> {
+    let (code, trigger, _) = msg.message_type();
+    if !matches!((code, trigger), ("ORU", "R01" | "R42")) {
+        return Ok(None);
+    }
+    decode_oru_with(msg, opts, obx_fields)
 }
 
 fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions, times: &mut TsCache<'m>) -> ObxRow<'m> {
@@ -546,10 +759,23 @@ fn decode_oru<'m>(
     msg: &'m Message<'_>,
     opts: &DecodeOptions,
 ) -> Result<ObservationReport<'m>, DecodeError> {
+    let full = |s: Segment<'m>, o: &DecodeOptions, t: &mut TsCache<'m>| Some(obx_row(s, o, t));
+    decode_oru_with(msg, opts, full)?.ok_or_else(|| DecodeError::Missing {
+        what: "OBX segment",
+        position: format!("{} message", msg.msh().field(9).as_str()),
+    })
+}
+
+/// The ORU walk shared by [`decode`] and [`decode_fields`]; `Ok(None)` when `row` gives up.
+fn decode_oru_with<'m, R: Default>(
+    msg: &'m Message<'_>,
+    opts: &DecodeOptions,
+    mut row: impl FnMut(Segment<'m>, &DecodeOptions, &mut TsCache<'m>) -> Option<R>,
+) -> Result<Option<ObservationReport<'m, R>>, DecodeError> {
     let msh = msg.msh();
     let mut pid = None;
     let mut pv1 = None;
-    let mut groups: Vec<ObsGroup<'m>> = Vec::new();
+    let mut groups: Vec<ObsGroup<'m, R>> = Vec::new();
     let mut n_obx = 0usize;
     let mut times = TsCache::default();
     for s in msg.segments() {
@@ -565,7 +791,9 @@ fn decode_oru<'m>(
             }),
             "OBX" => {
                 n_obx += 1;
-                let row = obx_row(s, opts, &mut times);
+                let Some(row) = row(s, opts, &mut times) else {
+                    return Ok(None);
+                };
                 match groups.last_mut() {
                     Some(g) => g.rows.push(row),
                     None => groups.push(ObsGroup {
@@ -583,7 +811,7 @@ fn decode_oru<'m>(
             position: format!("{} message", msh.field(9).as_str()),
         });
     }
-    Ok(ObservationReport {
+    Ok(Some(ObservationReport {
         control_id: msh.field(10).decoded(),
         trigger: comp(msh.field(9), 2),
         sending_app: header_app(msh.field(3)),
@@ -592,7 +820,7 @@ fn decode_oru<'m>(
         patient: patient_ids(pid, pv1),
         location: pv1.map_or_else(Location::default, |v| location(v.field(3))),
         groups,
-    })
+    }))
 }
 
 fn decode_adt<'m>(
@@ -861,5 +1089,50 @@ OBX|4|NA|131330^ECG^MDC||1^2^3\r";
         assert!(r.groups[2].rows[0].is_waveform());
         let owned = Decoded::Observations(r.clone()).into_owned();
         assert_eq!(owned, Decoded::Observations(r));
+    }
+
+    #[test]
+    fn fields_fast_path_matches_the_full_decode() {
+        let raw = include_str!("../../../benches/data/pcd01_20obx.hl7");
+        let raw = format!(
+            "{raw}\rOBX|21|NM|150456^SPO2^MDC|1.3.1.1|97~98|%^%^ISO+^pct^^UCUM|||||R|||20250301101500||||DEV9^Mon\r\
+OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
+        );
+        let m = parse(raw.as_bytes()).unwrap();
+        let Decoded::Observations(full) = decode(&m, &OPTS).unwrap() else {
+            panic!()
+        };
+        let fast = decode_fields(&m, &OPTS)
+            .unwrap()
+            .expect("no escapes: fast path");
+        let view = full.fields_view();
+        assert_eq!(fast.groups.len(), view.groups.len());
+        for (a, b) in fast.groups.iter().zip(&view.groups) {
+            assert_eq!(a.rows.len(), b.rows.len());
+            for (x, y) in a.rows.iter().zip(&b.rows) {
+                if y.device_row {
+                    // Containment rows carry only what the normalizer reads of them.
+                    assert!(x.device_row);
+                    assert_eq!((x.code, x.sub_id), (y.code, y.sub_id));
+                } else {
+                    assert_eq!(x, y);
+                }
+            }
+        }
+        assert_eq!(fast.control_id, full.control_id);
+        assert_eq!(fast.location, full.location);
+        assert_eq!(fast.patient, full.patient);
+        let rows: Vec<_> = fast.groups.iter().flat_map(|g| &g.rows).collect();
+        assert_eq!(rows.iter().filter(|r| r.device_row).count(), 7);
+        let spo2 = rows.iter().find(|r| r.equipment_id == "DEV9").unwrap();
+        assert_eq!((spo2.value, spo2.unit_ucum), ("97", Some("pct")));
+        assert!(rows.last().unwrap().is_waveform());
+        // An escape anywhere in an OBX sends the message down the full decode.
+        let esc = format!("{raw}OBX|23|ST|X^^L||a\\T\\b\r");
+        let m = parse(esc.as_bytes()).unwrap();
+        assert_eq!(decode_fields(&m, &OPTS).unwrap(), None);
+        // Not an observation report: nothing for the fast path.
+        let adt = parse(b"MSH|^~\\&|A|H|||2024||ADT^A01|C|P|2.5\rPID|||X\r").unwrap();
+        assert_eq!(decode_fields(&adt, &OPTS).unwrap(), None);
     }
 }

@@ -17,8 +17,8 @@ pub use ack::{
     AckCompat, AckErr, AckMode, AckParseError, ErrLocation, Outcome, ParsedAck,
 };
 pub use decode::{
-    decode, AdtEvent, CodedValue, DecodeError, DecodeOptions, Decoded, Location, ObsGroup,
-    ObservationReport, ObxRow, PatientIdentifier, PatientIds,
+    decode, decode_fields, AdtEvent, CodedValue, DecodeError, DecodeOptions, Decoded, Location,
+    ObsGroup, ObservationReport, ObxFields, ObxRow, PatientIdentifier, PatientIds,
 };
 pub use escape::{escape, unescape};
 pub use parse::{
