@@ -1,4 +1,5 @@
-//! Spool append throughput: durable appends per second with 1 and with 16 concurrent appenders.
+//! Spool throughput: durable appends per second with 1 and with 16 concurrent appenders, and
+//! the drain rate (read in batches of 256, acknowledge each batch) of a filled spool.
 //!
 //! Every append waits for its `fdatasync`; with 16 appenders the writer commits what queued
 //! during the previous sync in one go, so the figure shows the group-commit gain. The device
@@ -68,9 +69,62 @@ fn appends(c: &mut Criterion) {
     group.finish();
 }
 
+/// Drains a spool filled beforehand (the fill is not timed): what the forwarder does when the
+/// broker comes back, minus the broker.
+fn drain(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let payload = vec![b'x'; 200];
+    let mut group = c.benchmark_group("spool_drain");
+    group.throughput(Throughput::Elements(1));
+    group.sample_size(10);
+    group.bench_function("batch_256", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let tmp = tempfile::tempdir().expect("tempdir");
+                let spool = Spool::open(SpoolConfig::new(tmp.path()))
+                    .await
+                    .expect("open");
+                // Fill with 16 appenders so the fill's syncs are grouped.
+                let spool = Arc::new(spool);
+                let mut tasks = tokio::task::JoinSet::new();
+                for t in 0..16u64 {
+                    let count = iters / 16 + u64::from(t < iters % 16);
+                    let (spool, payload) = (spool.clone(), payload.clone());
+                    tasks.spawn(async move {
+                        for _ in 0..count {
+                            spool.append(b"bed-07", &payload).await.expect("append");
+                        }
+                    });
+                }
+                while let Some(done) = tasks.join_next().await {
+                    done.expect("appender");
+                }
+                let start = Instant::now();
+                let mut read = 0u64;
+                while read < iters {
+                    let batch = spool.peek_batch(256).await.expect("peek");
+                    let Some(last) = batch.last() else { break };
+                    read += batch.len() as u64;
+                    spool.ack(last.seq).await.expect("ack");
+                }
+                spool.flush_cursor().await.expect("cursor");
+                let took = start.elapsed();
+                assert_eq!(read, iters, "every appended record is read back");
+                spool.close().await.expect("close");
+                took
+            })
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
-    targets = appends
+    targets = appends, drain
 }
 criterion_main!(benches);

@@ -23,12 +23,14 @@ done
 
 log "test services and build dependencies"
 # The tests start their own processes of these, on free loopback ports and pseudo-terminals
-# they create: Mosquitto (MQTT broker), socat (serial port pairs) and tansu (a Kafka-protocol
-# broker). librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make,
+# they create: Mosquitto (MQTT broker), socat (serial port pairs), PostgreSQL (the alert store)
+# and tansu (a Kafka-protocol broker). librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make,
 # perl, pkg-config and the OpenSSL headers. Install what is missing.
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+# PostgreSQL's server programs, for the alert store's PostgreSQL test (it runs its own cluster).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)

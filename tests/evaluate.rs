@@ -290,3 +290,30 @@ fn importer_round_trips_values_through_the_normalizer() {
     // Every observation belongs to the admitted patient.
     assert!(obs.iter().all(|o| o.patient.is_some()));
 }
+
+#[test]
+fn training_writes_the_same_artifact_whatever_the_thread_count() {
+    use vigil::evaluate::train::{self, TrainOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = |jobs: usize| {
+        let out = dir.path().join(format!("model-{jobs}.json"));
+        train::run(&TrainOptions {
+            input: sample(),
+            out: out.clone(),
+            folds: 2,
+            jobs,
+            ..TrainOptions::default()
+        })
+        .expect("training on the sample");
+        std::fs::read(&out).unwrap()
+    };
+    let one = artifact(1);
+    let three = artifact(3);
+    assert!(
+        one == three,
+        "the artifact differs between 1 and 3 threads (summation order must not depend on them)"
+    );
+    // What was written is a model the scorer loads.
+    let model: RiskModel = serde_json::from_slice(&one).expect("the artifact parses");
+    assert!(model.weights.iter().all(|w| w.is_finite()));
+}

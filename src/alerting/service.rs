@@ -542,7 +542,15 @@ impl Burden {
                 );
             }
             None => {
-                let _ = writeln!(s, "  acknowledged 0");
+                let _ = writeln!(
+                    s,
+                    "  acknowledged 0{}",
+                    if self.notifications > self.episodes {
+                        " (no one acknowledged: open episodes escalated and paged again on their timers)"
+                    } else {
+                        ""
+                    }
+                );
             }
         }
         s

@@ -400,7 +400,16 @@ fn progress_line(done: usize, total: usize, secs: f64) {
         .map(|i| if i < filled { '#' } else { '.' })
         .collect();
     let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
-    eprint!("\r[{bar}] {done}/{total} patients, {secs:.0} s ({rate:.0}/s)");
+    // A bar redrawn in place on a terminal; in a log, a line at every tenth of the way.
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r[{bar}] {done}/{total} patients, {secs:.0} s ({rate:.0}/s)");
+    } else {
+        let step = (total / 10).max(1);
+        if done % step == 0 || done == total {
+            eprintln!("[{bar}] {done}/{total} patients, {secs:.0} s ({rate:.0}/s)");
+        }
+    }
 }
 
 /// The prediction file: header, then `probability|label` per row.

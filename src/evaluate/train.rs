@@ -183,6 +183,39 @@ impl Fit {
     }
 }
 
+/// A block's Hessian (upper triangle) and gradient.
+type Sums = (Vec<f64>, Vec<f64>);
+
+/// Row blocks of a Newton step's sums (see [`fit`]).
+const BLOCKS: usize = 16;
+
+/// Gradient and upper triangle of the Hessian of the log-loss over one block of rows.
+fn block_sums(zs: &[Vec<f32>], ys: &[f64], w: &[f64], d: usize) -> Sums {
+    let mut h = vec![0.0f64; d * d];
+    let mut g = vec![0.0f64; d];
+    let mut zf = vec![0.0f64; d];
+    for (z, yv) in zs.iter().zip(ys) {
+        for (a, b) in zf.iter_mut().zip(z) {
+            *a = f64::from(*b);
+        }
+        let s: f64 = zf.iter().zip(w).map(|(a, b)| a * b).sum();
+        let p = sigmoid(s);
+        let r = p - yv;
+        let pw = (p * (1.0 - p)).max(1e-10);
+        for (gi, zi) in g.iter_mut().zip(&zf) {
+            *gi += r * zi;
+        }
+        for i in 0..d {
+            let a = pw * zf[i];
+            let row = &mut h[i * d + i..i * d + d];
+            for (hv, zj) in row.iter_mut().zip(&zf[i..]) {
+                *hv += a * zj;
+            }
+        }
+    }
+    (h, g)
+}
+
 /// Fits L2-penalised logistic regression on `rows` by Newton's method.
 pub fn fit(
     x: &[Vec<f64>],
@@ -226,42 +259,38 @@ pub fn fit(
     let mut iterations = 0;
     for _ in 0..25 {
         iterations += 1;
-        let chunk = design.len().div_ceil(jobs).max(1);
-        let parts: Vec<(Vec<f64>, Vec<f64>)> = std::thread::scope(|s| {
-            let hs: Vec<_> = design
-                .chunks(chunk)
-                .zip(ys.chunks(chunk))
-                .map(|(zs, yc)| {
-                    let w = &w;
+        // Sums over a fixed number of row blocks, added in block order: the fit is the same to
+        // the last bit whatever the number of threads.
+        let chunk = design.len().div_ceil(BLOCKS).max(1);
+        let blocks: Vec<(&[Vec<f32>], &[f64])> =
+            design.chunks(chunk).zip(ys.chunks(chunk)).collect();
+        let mut parts: Vec<Option<Sums>> = vec![None; blocks.len()];
+        let done: Vec<Vec<(usize, Sums)>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..jobs)
+                .map(|k| {
+                    let (w, blocks) = (&w, &blocks);
                     s.spawn(move || {
-                        let mut h = vec![0.0f64; d * d];
-                        let mut g = vec![0.0f64; d];
-                        let mut zf = vec![0.0f64; d];
-                        for (z, yv) in zs.iter().zip(yc) {
-                            for (a, b) in zf.iter_mut().zip(z) {
-                                *a = f64::from(*b);
-                            }
-                            let s: f64 = zf.iter().zip(w).map(|(a, b)| a * b).sum();
-                            let p = sigmoid(s);
-                            let r = p - yv;
-                            let pw = (p * (1.0 - p)).max(1e-10);
-                            for (gi, zi) in g.iter_mut().zip(&zf) {
-                                *gi += r * zi;
-                            }
-                            for i in 0..d {
-                                let a = pw * zf[i];
-                                let row = &mut h[i * d + i..i * d + d];
-                                for (hv, zj) in row.iter_mut().zip(&zf[i..]) {
-                                    *hv += a * zj;
-                                }
-                            }
+                        let mut mine = Vec::new();
+                        for (b, (zs, yc)) in blocks.iter().enumerate().skip(k).step_by(jobs) {
+                            mine.push((b, block_sums(zs, yc, w, d)));
                         }
-                        (h, g)
+                        mine
                     })
                 })
                 .collect();
-            hs.into_iter().filter_map(|h| h.join().ok()).collect()
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         });
+        for (b, sums) in done.into_iter().flatten() {
+            if let Some(slot) = parts.get_mut(b) {
+                *slot = Some(sums);
+            }
+        }
+        if parts.iter().any(Option::is_none) {
+            return Err(PhysionetEvalError::Fit("a worker thread failed".into()));
+        }
+        let parts = parts.into_iter().flatten();
         let mut h = vec![0.0; d * d];
         let mut g = vec![0.0; d];
         for (ph, pg) in parts {
@@ -287,10 +316,6 @@ pub fn fit(
         let step = cholesky_solve(&mut h, &g, d).ok_or_else(|| {
             PhysionetEvalError::Fit("the Hessian is not positive definite".into())
         })?;
-        if std::env::var_os("VIGIL_TRAIN_DEBUG").is_some() {
-            let gn: f64 = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-            eprintln!("iter {iterations}: |g| {gn:.4e} w_last {:?}", w.last());
-        }
         // Damped Newton: halve the step until the penalised loss decreases.
         let before = objective(&design, &ys, &w, l2);
         let mut t = 1.0;

@@ -19,7 +19,6 @@ pub struct Metrics {
     pub census_events: IntCounterVec,
     pub scores_computed: IntCounterVec,
     pub alerts: IntCounterVec,
-    pub sink_deliveries: IntCounterVec,
     pub stage_latency: HistogramVec,
     pub bus_depth: IntGaugeVec,
     pub patients: IntGauge,
@@ -100,12 +99,6 @@ impl Metrics {
             "vigil_alerts_total",
             "Alert transitions, by rule, severity and state.",
             &["rule", "severity", "state"],
-        );
-        let sink_deliveries = counter(
-            &registry,
-            "vigil_sink_deliveries_total",
-            "Alert deliveries per sink, by outcome (ok, retry, failed).",
-            &["sink", "outcome"],
         );
         let stage_latency = HistogramVec::new(
             HistogramOpts::new(
@@ -270,7 +263,6 @@ impl Metrics {
             census_events,
             scores_computed,
             alerts,
-            sink_deliveries,
             stage_latency,
             bus_depth,
             patients,
