@@ -310,7 +310,12 @@ impl KafkaConfig {
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // How long a fetch may wait at the broker for new records. librdkafka's 500 ms is
+            // the latency floor of each hop on a broker that holds the fetch for the whole
+            // wait (tansu does); 100 ms cut the reading-to-alerter p50 from 746 to 370 ms at
+            // 200 msgs/s and kept up at 1,000 msgs/s (docs/performance.md).
+            .set("fetch.wait.max.ms", "100");
         // The site's own settings win over these defaults.
         for (k, v) in &self.properties {
             c.set(k, v);
