@@ -575,7 +575,7 @@ async fn dashboard_in_headless_chromium() {
     )
     .await;
     let organs = b
-        .js("return Array.from(document.querySelectorAll('#patient .card[data-score=sofa] tbody td:first-child')).map(function (t) { return t.textContent; })")
+        .js("return Array.from(document.querySelectorAll('#patient .card[data-score=sofa] tbody td:first-child')).map(function (t) { return t.firstChild.textContent; })")
         .await
         .unwrap();
     for organ in [
@@ -714,6 +714,37 @@ async fn dashboard_in_headless_chromium() {
     assert_eq!(scores["hours"], json!(6));
     assert!(scores["latest"].as_array().is_some_and(|l| !l.is_empty()));
     v.screenshot("wide-viewer").await;
+
+    // Later in the recording two patients slide into septic shock: their tiles turn critical
+    // and the patient view says which criteria are met, with the values behind them.
+    let shocked = v
+        .wait_js(
+            "a bed in septic shock",
+            "var t = document.querySelector('#grid .tile[data-level=critical]'); \
+             return t && t.getAttribute('data-patient')",
+        )
+        .await;
+    let shocked = shocked.as_str().expect("patient id").to_string();
+    v.screenshot("wide-septic-shock").await;
+    v.click(&format!(".tile[data-patient=\"{shocked}\"]")).await;
+    v.wait_js(
+        "the septic-shock card",
+        "var c = document.querySelector('#patient .card[data-score=septic_shock]'); \
+         return c && c.querySelector('.val').textContent === 'met' && \
+         c.querySelectorAll('tbody tr.scored').length >= 2",
+    )
+    .await;
+    let criteria = v
+        .js("return Array.from(document.querySelectorAll('#patient .card[data-score=septic_shock] tbody tr.scored td:first-child')).map(function (t) { return t.firstChild.textContent; })")
+        .await
+        .unwrap();
+    for c in ["vasopressor", "lactate"] {
+        assert!(
+            criteria.as_array().unwrap().contains(&json!(c)),
+            "septic shock without {c} met: {criteria}"
+        );
+    }
+    v.screenshot("patient-septic-shock").await;
     v.quit().await;
 
     // Nothing the browser did made the server log an error.

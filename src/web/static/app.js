@@ -66,6 +66,9 @@
     if (v == null || isNaN(v)) return "—";
     return dp ? Number(v).toFixed(dp) : String(Math.round(v * 100) / 100);
   }
+  // UCUM as people read it.
+  var UNITS = { "mm[Hg]": "mmHg", "Cel": "°C", "{score}": "", "10*3/uL": "×10³/µL", "ug/kg/min": "µg/kg/min" };
+  function unitText(u) { return Object.prototype.hasOwnProperty.call(UNITS, u) ? UNITS[u] : u; }
   function scoreFmt(kind, v) {
     if (kind === "sepsis_risk") return Math.round(v * 100) + "%";
     if (kind === "shock_index") return Number(v).toFixed(2);
@@ -115,6 +118,8 @@
     }
     var t1 = to || points[points.length - 1][0];
     var t0 = from || t1 - 24 * 3600000;
+    // Less than a day of data: the axis spans what there is (at least 2 h), not an empty day.
+    t0 = Math.max(t0, Math.min(points[0][0], t1 - 2 * 3600000));
     var max = 0, min = 0;
     points.forEach(function (p) { if (p[1] > max) max = p[1]; if (p[1] < min) min = p[1]; });
     var thr = THRESHOLDS[kind];
@@ -267,11 +272,18 @@
     return s.components.map(function (c) {
       var missing = c.note === "missing";
       var cls = missing ? "missing" : c.points > 0 && s.kind !== "shock_index" ? "scored" : "";
-      var val = c.value != null ? fmt(c.value, 2) + (c.unit ? " " + esc(c.unit) : "") : "—";
-      var note = [c.estimated ? "estimated" : "", c.note || ""].filter(Boolean).join(", ");
-      return '<tr class="' + cls + '"><td>' + esc(c.name.replace(/_/g, " ")) + '</td><td class="pts">' + fmt(c.points) + "</td><td>" +
-        val + "</td><td>" + (c.time ? esc(dayTime(c.time)) : "—") + "</td><td>" + esc(note) + "</td></tr>";
+      var val = c.value != null ? fmt(c.value) + (c.unit ? " " + esc(unitText(c.unit)) : "") : "—";
+      var note = [c.estimated ? "estimated" : "", missing ? "" : c.note || ""].filter(Boolean).join("; ");
+      return '<tr class="' + cls + '"><td>' + esc(c.name.replace(/_/g, " ")) + (note ? '<small class="cnote">' + esc(note) + "</small>" : "") +
+        '</td><td class="pts">' + fmt(c.points) + '</td><td class="num">' + val + '</td><td class="when" title="' + (c.time ? esc(dayTime(c.time)) : "") + '">' +
+        (c.time ? esc(hhmm(c.time)) : missing ? "missing" : "—") + "</td></tr>";
     }).join("");
+  }
+
+  function axis(points, from, now) {
+    var t0 = points && points.length ? Math.max(from, Math.min(points[0][0], now - 2 * 3600000)) : from;
+    var h = Math.round((now - t0) / 3600000);
+    return '<div class="axis"><span>' + esc(dayTime(t0)) + "</span><span>" + h + " h</span><span>" + esc(dayTime(now)) + "</span></div>";
   }
 
   function renderPatient(p) {
@@ -282,9 +294,10 @@
       .filter(function (a) { return a.patient === p.patient; }).sort(alertOrder);
     var vit = VITALS.filter(function (v) { return p.vitals[v[0]]; }).map(function (v) {
       var x = p.vitals[v[0]];
-      return "<tr" + (x.stale ? ' class="missing"' : "") + "><td>" + esc(VITAL_NAMES[v[0]]) + '</td><td class="num">' + fmt(x.value, v[2]) +
-        (x.unit ? " " + esc(x.unit) : "") + "</td><td>" + esc(dayTime(x.time)) + "</td><td>" + age(x.age_s) + (x.stale ? " (stale)" : "") +
-        "</td><td>" + esc(x.from.replace(/_/g, " ")) + "</td></tr>";
+      return "<tr" + (x.stale ? ' class="missing"' : "") + ' data-vital="' + v[0] + '" title="via ' + esc(x.from.replace(/_/g, " ")) + '"><td>' +
+        esc(VITAL_NAMES[v[0]]) + '</td><td class="num">' + fmt(x.value, v[2]) + (x.unit ? " " + esc(unitText(x.unit)) : "") +
+        '</td><td class="when" title="' + esc(dayTime(x.time)) + '">' + esc(hhmm(x.time)) + '</td><td class="when">' +
+        (x.age_s < 60 ? "now" : age(x.age_s) + " ago") + (x.stale ? ", stale" : "") + "</td></tr>";
     }).join("");
     var cards = p.latest.map(function (s) {
       var info = SCORE_INFO[s.kind] || [s.kind, ""];
@@ -293,17 +306,16 @@
       return '<section class="card" data-score="' + esc(s.kind) + '"><h2>' + esc(info[0]) + '<span class="val lvl-' + lvl + '">' +
         scoreFmt(s.kind, s.value) + '</span></h2><p class="what">' + esc(info[1]) + (s.window_min ? " Window " + s.window_min + " min." : "") +
         " Computed " + esc(dayTime(s.computed_at)) + ".</p>" + missing +
-        '<div class="table-wrap"><table><thead><tr><th>component</th><th>points</th><th>value</th><th>measured</th><th>note</th></tr></thead><tbody>' +
+        '<div class="table-wrap"><table><thead><tr><th>component</th><th>points</th><th>value</th><th>measured</th></tr></thead><tbody>' +
         componentRows(s) + "</tbody></table></div>" +
-        spark(p.history[s.kind], s.kind, 300, 100, "chart", from, now) +
-        '<div class="axis"><span>' + esc(dayTime(from)) + "</span><span>" + p.hours + " h</span><span>" + esc(dayTime(now)) + "</span></div></section>";
+        spark(p.history[s.kind], s.kind, 300, 100, "chart", from, now) + axis(p.history[s.kind], from, now) + "</section>";
     }).join("");
     el.innerHTML = '<div class="p-head"><a class="back" href="#/">← Beds</a><h1>' + esc(p.bed || "no bed") + " · " + esc(p.patient) + "</h1>" +
       '<span class="badge lvl-' + esc(p.level) + '">' + esc(p.level === "none" ? "no warning" : p.level) + "</span>" +
-      '<span class="note">' + esc(p.unit || "") + " · last scored " + esc(dayTime(p.at)) + " (" + age(p.age_s) + " ago)</span></div>" +
+      '<span class="note">' + esc(p.unit || "") + " · last scored " + esc(dayTime(p.at)) + (p.age_s >= 60 ? " (" + age(p.age_s) + " before the newest data)" : "") + "</span></div>" +
       (open.length ? '<div class="card p-alerts">' + open.map(alertHtml).join("") + "</div>" : "") +
       '<div class="p-grid"><section class="card vitals-card"><h2>Latest values</h2><p class="what">The newest reading behind each score, with when it was measured.</p>' +
-      '<div class="table-wrap"><table class="vit-table"><thead><tr><th>value</th><th></th><th>measured</th><th>age</th><th>via</th></tr></thead><tbody>' +
+      '<div class="table-wrap"><table class="vit-table"><thead><tr><th>value</th><th></th><th>measured</th><th>age</th></tr></thead><tbody>' +
       vit + "</tbody></table></div></section>" + cards + "</div>";
   }
 
