@@ -68,7 +68,7 @@ impl Drop for Proc {
 
 /// `vigil demo --listen`, with the accounts it printed.
 struct Vigil {
-    _proc: Proc,
+    proc: Proc,
     base: String,
     accounts: HashMap<String, String>,
     log: Arc<Mutex<String>>,
@@ -119,7 +119,7 @@ impl Vigil {
             if let (Some(base), 3) = (url, accounts.len()) {
                 assert_eq!(base, format!("http://127.0.0.1:{port}"));
                 return Vigil {
-                    _proc: proc,
+                    proc,
                     base,
                     accounts,
                     log,
@@ -130,6 +130,38 @@ impl Vigil {
                 "vigil demo did not print the dashboard URL and three accounts; stderr:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits for `text` on vigil's stderr.
+    async fn wait_log(&self, text: &str) {
+        let started = Instant::now();
+        while !self.log.lock().unwrap().contains(text) {
+            assert!(
+                started.elapsed() < WAIT,
+                "vigil did not print {text:?}; stderr:\n{}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit status.
+    async fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.proc.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -INT {pid}");
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.proc.child.try_wait().expect("vigil status") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "vigil did not stop after Ctrl-C; stderr:\n{}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -414,7 +446,7 @@ async fn dashboard_in_headless_chromium() {
         )
     });
 
-    let vigil = Vigil::start();
+    let mut vigil = Vigil::start();
     let base = vigil.base.clone();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -746,6 +778,34 @@ async fn dashboard_in_headless_chromium() {
     }
     v.screenshot("patient-septic-shock").await;
     v.quit().await;
+
+    // The replay ends; the dashboard keeps serving, and Ctrl-C stops it even with an event
+    // stream open.
+    vigil.wait_log("replay finished; still serving").await;
+    let r = http
+        .get(format!("{base}/api/beds"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the dashboard is served after the replay");
+    let mut stream = http
+        .get(format!("{base}/api/events"))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().unwrap_or_default();
+    let first = String::from_utf8_lossy(&first);
+    assert!(
+        first.contains("event: bed"),
+        "the stream starts with the beds: {first}"
+    );
+    let status = vigil.interrupt().await;
+    assert!(status.success(), "vigil demo after Ctrl-C: {status}");
+    drop(stream);
 
     // Nothing the browser did made the server log an error.
     let log = vigil.log.lock().unwrap().clone();

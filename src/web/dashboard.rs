@@ -11,10 +11,12 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::auth::{credential, ApiError, Principal, Role};
 use super::live::{BedView, LiveView, PatientScores};
@@ -129,8 +131,12 @@ async fn patient_scores(
 /// `GET /api/events` (viewer): `bed` events (a tile, on connect for every bed and then for
 /// each bed that changed, at most once a second), `alert` events (each alert change), `clock`
 /// (the newest score-set time), and `resync` when alert changes were dropped for a slow reader.
+///
+/// The stream ends when the server shuts down (an open stream would otherwise hold the graceful
+/// shutdown forever).
 async fn events(
     State(s): State<WebState>,
+    stop: Option<Extension<CancellationToken>>,
     p: Principal,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     p.require(Role::Viewer)?;
@@ -138,7 +144,8 @@ async fn events(
     let alerts = s.alerts.as_ref().map(|a| a.subscribe());
     let (tx, rx) = mpsc::channel::<Event>(256);
     tracing::debug!(user = %p.user, "event stream opened");
-    tokio::spawn(pump(live, alerts, tx));
+    let stop = stop.map(|Extension(t)| t).unwrap_or_default();
+    tokio::spawn(pump(live, alerts, tx, stop));
     let stream =
         futures_util::stream::unfold(
             rx,
@@ -171,6 +178,7 @@ async fn pump(
     live: Arc<LiveView>,
     mut alerts: Option<broadcast::Receiver<AlertView>>,
     tx: mpsc::Sender<Event>,
+    stop: CancellationToken,
 ) {
     let mut version = 0u64;
     let mut clock = None;
@@ -179,7 +187,13 @@ async fn pump(
     loop {
         let mut out = Vec::new();
         tokio::select! {
+            _ = stop.cancelled() => return,
             _ = tick.tick() => {
+                // A client that went away while nothing changed.
+                if tx.is_closed() {
+                    tracing::debug!("event stream closed");
+                    return;
+                }
                 let (changed, v) = live.changed_since(version);
                 version = v;
                 out.extend(changed.iter().filter_map(|b| json_event("bed", b)));

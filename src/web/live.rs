@@ -324,6 +324,9 @@ impl State {
     }
 }
 
+/// A patient id and its state.
+type Tenant<'a> = (&'a String, &'a PatientLive);
+
 /// The shared live view.
 #[derive(Default)]
 pub struct LiveView {
@@ -376,13 +379,13 @@ impl LiveView {
     pub fn beds(&self) -> Vec<BedView> {
         let st = self.lock();
         let now = st.now();
-        let mut newest: HashMap<(Option<&str>, Option<&str>), (&String, &PatientLive)> =
-            HashMap::new();
+        // (unit, bed) → the newest patient in it.
+        let mut newest: HashMap<(Option<&str>, &str), Tenant<'_>> = HashMap::new();
         let mut unbedded = Vec::new();
         for (id, p) in &st.patients {
             match &p.bed {
                 Some(b) => {
-                    let key = (p.unit.as_deref(), Some(b.as_str()));
+                    let key = (p.unit.as_deref(), b.as_str());
                     let e = newest.entry(key).or_insert((id, p));
                     if (p.at, id) > (e.1.at, e.0) {
                         *e = (id, p);

@@ -106,7 +106,10 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Long-lived responses (the event stream) end when `shutdown` fires.
+    let app = router(state)
+        .layer(axum::Extension(shutdown.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let handle = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
