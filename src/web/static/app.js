@@ -319,8 +319,16 @@
       vit + "</tbody></table></div></section>" + cards + "</div>";
   }
 
+  // The data clock never lags the data on screen.
+  function seen(t) {
+    var x = ms(t);
+    if (!isNaN(x) && (clock == null || x > clock)) clock = x;
+  }
+
   function loadPatient(id) {
     return api("/api/patients/" + encodeURIComponent(id) + "/scores?hours=24").then(function (p) {
+      seen(p.at);
+      queueRender(false);
       if (patientView === id) renderPatient(p);
     }).catch(function (e) {
       if (patientView === id) {
@@ -375,12 +383,12 @@
     var conn = $("conn");
     es.onopen = function () { conn.textContent = "live"; conn.className = "conn live"; };
     es.addEventListener("bed", function (ev) {
-      try { var b = JSON.parse(ev.data); beds[b.patient] = b; queueRender(false); } catch (e) { /* ignore a bad event */ }
+      try { var b = JSON.parse(ev.data); beds[b.patient] = b; seen(b.at); queueRender(false); } catch (e) { /* ignore a bad event */ }
     });
     es.addEventListener("alert", function (ev) {
       try { takeAlert(JSON.parse(ev.data)); queueRender(); } catch (e) { /* ignore a bad event */ }
     });
-    es.addEventListener("clock", function (ev) { var t = Date.parse(ev.data); if (!isNaN(t)) { clock = t; queueRender(false); } });
+    es.addEventListener("clock", function (ev) { seen(ev.data); queueRender(false); });
     es.addEventListener("resync", function () { loadAlerts(); });
     es.onerror = function () {
       conn.textContent = "reconnecting"; conn.className = "conn down";
@@ -414,7 +422,7 @@
     route();
     return Promise.all([
       api("/api/beds").then(function (list) {
-        list.forEach(function (b) { beds[b.patient] = b; });
+        list.forEach(function (b) { beds[b.patient] = b; seen(b.at); });
       }).catch(function (e) { $("grid-empty").textContent = e.message; }),
       loadAlerts()
     ]);
