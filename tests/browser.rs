@@ -590,6 +590,64 @@ async fn dashboard_in_headless_chromium() {
         "{entry}"
     );
 
+    // Escalate an open alert from the page too: the audit trail records it under the clinician.
+    let esc = b
+        .wait_js(
+            "an Escalate button",
+            "var b = document.querySelector('#inbox-list button.esc'); return b && b.getAttribute('data-id')",
+        )
+        .await;
+    let esc = esc.as_str().expect("alert id").to_string();
+    b.click(&format!("button.esc[data-id=\"{esc}\"]")).await;
+    let started = Instant::now();
+    loop {
+        let audit: Value = http
+            .get(format!("{base}/api/audit?alert={esc}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let escalated = audit
+            .as_array()
+            .expect("audit list")
+            .iter()
+            .any(|e| e["action"] == json!("escalate") && e["user"] == json!("clinician"));
+        if escalated {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no escalate by clinician in {audit}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Bad requests get clear answers.
+    let r = http
+        .get(format!("{base}/api/patients/{patient}/scores?hours=0"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "hours=0");
+    let r = http
+        .get(format!("{base}/api/patients/no-such-patient/scores"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "an unknown patient");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no-such-patient")),
+        "{body}"
+    );
+
     // The patient view explains each score: components, values and when they were measured.
     // Through the patient's tile (unless a newer patient has taken the bed since).
     let tile = format!(".tile[data-patient=\"{patient}\"]");
