@@ -694,6 +694,15 @@ async fn dashboard_in_headless_chromium() {
         vitals.as_u64().unwrap_or(0) >= 4,
         "latest values table: {vitals} rows"
     );
+    // The trend length is chosen in the page (6 h here) and the charts follow.
+    b.click("#patient button[data-hours=\"6\"]").await;
+    b.wait_js(
+        "6 h trends",
+        "return document.querySelector('#patient button[data-hours=\"6\"].on') && \
+         Array.from(document.querySelectorAll('#patient .axis span:nth-child(2)')).every(function (s) { \
+           return parseInt(s.textContent, 10) <= 6; })",
+    )
+    .await;
     b.screenshot("patient-wide").await;
 
     // Phone-sized: one column, nothing wider than the screen, the inbox usable.

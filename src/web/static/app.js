@@ -35,6 +35,7 @@
   var alerts = {};    // alert id -> alert (open ones)
   var clock = null;   // newest data time (ms)
   var patientView = null; // the patient shown, if any
+  var patientHours = 24;  // the patient view's trend length
   var renderQueued = false;
 
   function $(id) { return document.getElementById(id); }
@@ -310,9 +311,12 @@
         componentRows(s) + "</tbody></table></div>" +
         spark(p.history[s.kind], s.kind, 300, 100, "chart", from, now) + axis(p.history[s.kind], from, now) + "</section>";
     }).join("");
+    var ranges = '<span class="ranges" role="group" aria-label="Trend length">' + [6, 12, 24].map(function (h) {
+      return '<button type="button" data-hours="' + h + '"' + (h === p.hours ? ' class="on" aria-pressed="true"' : ' aria-pressed="false"') + ">" + h + " h</button>";
+    }).join("") + "</span>";
     el.innerHTML = '<div class="p-head"><a class="back" href="#/">← Beds</a><h1>' + esc(p.bed || "no bed") + " · " + esc(p.patient) + "</h1>" +
       '<span class="badge lvl-' + esc(p.level) + '">' + esc(p.level === "none" ? "no warning" : p.level) + "</span>" +
-      '<span class="note">' + esc(p.unit || "") + " · last scored " + esc(dayTime(p.at)) + (p.age_s >= 60 ? " (" + age(p.age_s) + " before the newest data)" : "") + "</span></div>" +
+      '<span class="note">' + esc(p.unit || "") + " · last scored " + esc(dayTime(p.at)) + (p.age_s >= 60 ? " (" + age(p.age_s) + " before the newest data)" : "") + "</span>" + ranges + "</div>" +
       (open.length ? '<div class="card p-alerts">' + open.map(alertHtml).join("") + "</div>" : "") +
       '<div class="p-grid"><section class="card vitals-card"><h2>Latest values</h2><p class="what">The newest reading behind each score, with when it was measured.</p>' +
       '<div class="table-wrap"><table class="vit-table"><thead><tr><th>value</th><th></th><th>measured</th><th>age</th></tr></thead><tbody>' +
@@ -326,7 +330,7 @@
   }
 
   function loadPatient(id) {
-    return api("/api/patients/" + encodeURIComponent(id) + "/scores?hours=24").then(function (p) {
+    return api("/api/patients/" + encodeURIComponent(id) + "/scores?hours=" + patientHours).then(function (p) {
       seen(p.at);
       queueRender(false);
       if (patientView === id) renderPatient(p);
@@ -398,6 +402,8 @@
   }
 
   document.addEventListener("click", function (ev) {
+    var range = ev.target.closest("button[data-hours]");
+    if (range && patientView) { patientHours = Number(range.getAttribute("data-hours")) || 24; loadPatient(patientView); return; }
     var btn = ev.target.closest("button[data-act]");
     if (btn) { ev.stopPropagation(); act(btn.getAttribute("data-id"), btn.getAttribute("data-act"), btn); return; }
     var tile = ev.target.closest(".tile");
