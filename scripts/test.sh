@@ -23,9 +23,11 @@ done
 
 log "test services and build dependencies"
 # The tests start their own processes of these, on free loopback ports and pseudo-terminals
-# they create: Mosquitto (MQTT broker), socat (serial port pairs), PostgreSQL (the alert store)
-# and tansu (a Kafka-protocol broker). librdkafka is built from source by the rdkafka crate: it needs a C toolchain, make,
-# perl, pkg-config and the OpenSSL headers. Install what is missing.
+# they create: Mosquitto (MQTT broker), socat (serial port pairs), PostgreSQL (the alert
+# store's test runs a cluster of its own) and tansu (a Kafka-protocol broker). The dashboard's
+# browser test (tests/browser.rs) drives a headless Chromium through chromedriver. librdkafka is
+# built from source by the rdkafka crate: it needs a C toolchain, make, perl, pkg-config and the
+# OpenSSL headers. Install what is missing.
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v socat >/dev/null 2>&1 || need+=(socat)
@@ -35,6 +37,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 command -v perl >/dev/null 2>&1 || need+=(perl)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "installing: ${need[*]}"
     if command -v apt-get >/dev/null 2>&1; then
@@ -43,7 +47,7 @@ if [ "${#need[@]}" -gt 0 ]; then
         $sudo_cmd apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}"
     else
-        echo "please install: ${need[*]} (the MQTT and serial tests need them)" >&2
+        echo "please install: ${need[*]} (the MQTT, serial and browser tests need them)" >&2
         exit 1
     fi
 fi

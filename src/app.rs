@@ -109,6 +109,8 @@ pub struct RunOptions {
     /// The alert service the alerter feeds (shared with the HTTP API). Absent: the alerter
     /// makes its own from the config ([`alert_service`]).
     pub alerts: Option<Arc<AlertService>>,
+    /// Fed with every score set the alerter sees, for the dashboard.
+    pub live: Option<Arc<crate::web::LiveView>>,
 }
 
 /// Per bed (and patient): what happened over the run.
@@ -539,6 +541,7 @@ pub async fn run_roles(
     let alert_service_handle = service.clone();
     let alert_metrics = metrics.clone();
     let alert_summary = summary.clone();
+    let live_view = opts.live.clone();
     let alerter_task = scores_rx.map(|mut scores_rx| {
         tokio::spawn(async move {
             let mut active = 0u32;
@@ -568,6 +571,10 @@ pub async fn run_roles(
                 }
                 if live {
                     alert_metrics.reading_latency("alerter", set.at);
+                }
+                // Restored history too: the dashboard's trends start where the owner's left.
+                if let Some(view) = &live_view {
+                    view.on_scores(&set);
                 }
                 let started = std::time::Instant::now();
                 let alerts = engine.on_scores(&set);

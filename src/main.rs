@@ -45,7 +45,9 @@ enum Command {
         /// Replay pace: `max` (as fast as possible) or a factor of real time (60 = 1 h/min).
         #[arg(long, default_value = "max")]
         speed: Speed,
-        /// Serve /metrics, /healthz and /readyz here while the demo runs (e.g. 127.0.0.1:8080).
+        /// Serve the live dashboard (at /, with demo accounts printed on start), the API,
+        /// /metrics, /healthz and /readyz here (e.g. 127.0.0.1:8080); kept up after the replay
+        /// until Ctrl-C.
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
         /// Also write every alert transition to this JSON-lines file.
@@ -923,6 +925,8 @@ struct Process {
     http: Option<HttpServer>,
     /// The alert service the alerter feeds and the API serves (alerter role only).
     alerts: Option<Arc<vigil::alerting::AlertService>>,
+    /// What the dashboard shows (alerter role only).
+    live: Option<Arc<vigil::web::LiveView>>,
 }
 
 /// Metrics, a stop token cancelled by SIGINT/SIGTERM, the alert service (alerter role; kept in
@@ -941,12 +945,14 @@ async fn start_process(
         true => Some(app::alert_service(cfg, &metrics, memory_store).await?),
         false => None,
     };
+    let live = alerter.then(|| Arc::new(vigil::web::LiveView::new()));
     let http = match cfg.http.listen {
         Some(addr) => {
             let state = vigil::web::WebState {
                 metrics: metrics.clone(),
                 auth: Arc::new(auth),
                 alerts: alerts.clone(),
+                live: live.clone(),
             };
             Some(
                 vigil::web::serve(addr, state, stop.clone())
@@ -961,6 +967,7 @@ async fn start_process(
         stop,
         http,
         alerts,
+        live,
     })
 }
 
@@ -988,12 +995,14 @@ fn run_daemon(config: &std::path::Path, roles: app::Roles) -> anyhow::Result<Exi
             stop,
             http,
             alerts,
+            live,
         } = start_process(&cfg, roles.alerter, false, config_users(&cfg)?).await?;
         tracing::info!(sources = cfg.sources.len(), "vigil running");
         let opts = RunOptions {
             dead_letters: Some(cfg.storage.deadletter_dir()),
             census_journal: Some(cfg.storage.census_journal()),
             alerts,
+            live,
             ..RunOptions::default()
         };
         let plan = app::plan_sources(&cfg);
@@ -1034,21 +1043,30 @@ fn replay_and_report(
             stop,
             http,
             alerts,
+            live,
         } = start_process(&cfg, true, true, auth).await?;
         opts.alerts = alerts;
+        opts.live = live;
         if let Some((addr, _)) = &http {
-            eprintln!("serving http://{addr}/ (API under /api; /metrics, /healthz, /readyz) while the replay runs");
+            eprintln!("dashboard: http://{addr}/  (API under /api; /metrics, /healthz, /readyz)");
+            if !users.is_empty() {
+                eprintln!("demo accounts (passwords are new on every start):");
+            }
             for u in &users {
-                eprintln!("  log in as {:<9} password {}", u.name, u.password);
+                eprintln!(
+                    "  {:<9} password {}  ({})",
+                    u.name,
+                    u.password,
+                    match u.role {
+                        vigil::web::Role::Viewer => "sees beds and alerts",
+                        _ => "also acknowledges and escalates alerts",
+                    }
+                );
             }
         }
         let started = std::time::Instant::now();
         let report = app::run_pipeline(&cfg, plan, opts, metrics, stop.clone()).await?;
         let elapsed = started.elapsed();
-        stop.cancel();
-        if let Some((_, h)) = http {
-            let _ = h.await;
-        }
         if print_summary {
             let entries: u64 = report.replay.iter().map(|r| r.entries).sum();
             let rejected: u64 = report.replay.iter().map(|r| r.rejected).sum();
@@ -1068,6 +1086,16 @@ fn replay_and_report(
             println!();
             print!("{}", app::summary_table(&report));
         }
+        if let Some((addr, h)) = http {
+            // The replay is over; the dashboard stays up so its final state can be looked at.
+            if !stop.is_cancelled() {
+                eprintln!("replay finished; still serving http://{addr}/ until Ctrl-C");
+                stop.cancelled().await;
+            }
+            stop.cancel();
+            let _ = h.await;
+        }
+        stop.cancel();
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -52,6 +52,7 @@ async fn serve(cfg: &Config, metrics: Arc<Metrics>, alerts: Arc<AlertService>) -
         metrics,
         auth: Arc::new(auth),
         alerts: Some(alerts),
+        live: None,
     };
     let (addr, handle) = vigil::web::serve("127.0.0.1:0".parse().unwrap(), state, stop.clone())
         .await

@@ -28,6 +28,7 @@ async fn replay(alerts: &Path, scores: Option<&Path>) -> (vigil::app::RunReport,
         listening: None,
         census_journal: None,
         alerts: None,
+        live: None,
     };
     let report = run_pipeline(&cfg, plan, opts, metrics.clone(), CancellationToken::new())
         .await

@@ -1,9 +1,12 @@
 //! HTTP endpoints: `/metrics` (Prometheus text), `/healthz` (the process is up), `/readyz`
 //! (every stage is running; degraded alert sinks listed), and the JSON API under `/api`
-//! (login, alerts, audit, burden), where every route checks the caller's role.
+//! (login, alerts, audit, burden, beds, patient scores, the event stream), where every route
+//! checks the caller's role, and the dashboard pages at `/`.
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
+pub mod live;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::alerting::AlertService;
 use crate::telemetry::Metrics;
 pub use auth::{AuthStore, Principal, Role};
+pub use live::LiveView;
 
 /// What every handler may reach.
 #[derive(Clone)]
@@ -26,6 +30,9 @@ pub struct WebState {
     pub auth: Arc<AuthStore>,
     /// Absent in a process that raises no alerts (gateway, scorer): the alert API answers 503.
     pub alerts: Option<Arc<AlertService>>,
+    /// The beds' latest scores and vitals for the dashboard (alerter role); absent: the bed
+    /// routes answer 503.
+    pub live: Option<Arc<LiveView>>,
 }
 
 impl WebState {
@@ -35,6 +42,7 @@ impl WebState {
             metrics,
             auth: Arc::new(AuthStore::empty()),
             alerts: None,
+            live: None,
         }
     }
 }
@@ -60,6 +68,7 @@ pub fn router(state: WebState) -> Router {
         .route("/api/logout", post(auth::logout_handler))
         .route("/api/me", get(auth::me_handler))
         .merge(api::routes())
+        .merge(dashboard::routes())
         .with_state(state)
 }
 
@@ -97,7 +106,10 @@ pub async fn serve(
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    // Long-lived responses (the event stream) end when `shutdown` fires.
+    let app = router(state)
+        .layer(axum::Extension(shutdown.clone()))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let handle = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -106,6 +118,6 @@ pub async fn serve(
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    tracing::info!(%local, "serving /metrics /healthz /readyz /api");
+    tracing::info!(%local, "serving the dashboard, /metrics /healthz /readyz /api");
     Ok((local, handle))
 }
