@@ -625,6 +625,38 @@ async fn dashboard_in_headless_chromium() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    // The page's audit log shows both actions under the clinician, newest first.
+    b.goto(&format!("{base}/#/audit")).await;
+    b.wait_js(
+        "the acknowledgement and the escalation in the page's audit log",
+        &format!(
+            "var rows = Array.from(document.querySelectorAll('#audit-rows tr')); \
+             var has = function (id, action) {{ return rows.some(function (r) {{ \
+               return r.getAttribute('data-alert') === id && r.querySelector('.action').textContent === action \
+                 && r.querySelector('.user').textContent === 'clinician'; }}); }}; \
+             return has('{id}', 'acknowledge') && has('{esc}', 'escalate');"
+        ),
+    )
+    .await;
+    let burden = b
+        .wait_js(
+            "the alarm-burden line",
+            "return document.getElementById('burden').textContent",
+        )
+        .await;
+    assert!(
+        burden.as_str().is_some_and(|t| t.contains("episode")),
+        "{burden}"
+    );
+    b.screenshot("audit-clinician").await;
+    b.click("#nav-beds").await;
+    b.wait_js(
+        "the bed grid again",
+        "var t = document.querySelector('.tile'); return !document.getElementById('board').hidden \
+         && document.getElementById('audit').hidden && t && t.getBoundingClientRect().height > 0",
+    )
+    .await;
+
     // Bad requests get clear answers.
     let r = http
         .get(format!("{base}/api/patients/{patient}/scores?hours=0"))

@@ -187,7 +187,7 @@ fn run_serves_metrics_and_health_then_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let line = wait_for_line(&mut child, "serving /metrics");
+    let line = wait_for_line(&mut child, "/metrics /healthz /readyz");
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = v["fields"]["local"].as_str().unwrap().to_string();
     assert_eq!(http_get(&addr, "/healthz").0, 200);

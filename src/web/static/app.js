@@ -341,6 +341,32 @@
     });
   }
 
+  // ---------------------------------------------------------------- audit log
+  function auditRow(e) {
+    var a = alerts[e.alert_id];
+    var where = a ? esc(a.bed || "—") + " · " + esc(a.patient) : esc(e.alert_id);
+    return '<tr data-alert="' + esc(e.alert_id) + '"><td>' + esc(dayTime(e.at)) + '</td><td class="user">' + esc(e.user) +
+      '</td><td>' + esc(e.role) + '</td><td class="action">' + esc(e.action) + '</td><td>' + where +
+      '</td><td>' + esc(e.from) + ' → ' + esc(e.to) + '</td><td>' + esc(e.peer || "—") + '</td></tr>';
+  }
+  function loadAudit() {
+    api("/api/audit?limit=500").then(function (list) {
+      $("audit-error").hidden = true;
+      $("audit-rows").innerHTML = list.map(auditRow).join("");
+      $("audit-empty").hidden = list.length > 0;
+    }).catch(function (e) {
+      $("audit-error").textContent = e.message;
+      $("audit-error").hidden = false;
+    });
+    api("/api/burden").then(function (b) {
+      var ack = b.time_to_ack_s ? ", time to acknowledge median " + Math.round(b.time_to_ack_s.median / 60) + " min" : "";
+      $("burden").textContent = "Alarm burden: " + b.episodes + " episode(s) over " + fmt(b.patient_days, 1) +
+        " patient-days (" + fmt(b.episodes_per_patient_day, 2) + " per patient-day) from " + b.rule_alerts +
+        " rule alert(s); " + b.notifications + " page(s), " + b.escalations + " escalation(s), " +
+        b.acknowledged + " acknowledged" + ack + ".";
+    }).catch(function () {});
+  }
+
   // ---------------------------------------------------------------- routing and rendering
   var patientTimer = null;
   function route() {
@@ -356,14 +382,24 @@
       loadPatient(patientView);
       // The patient view refreshes its history every few seconds; tiles stream live.
       patientTimer = setInterval(function () { if (patientView) loadPatient(patientView); }, 5000);
+    } else if (h === "#/audit") {
+      patientView = null;
+      document.body.setAttribute("data-route", "audit");
+      $("board").hidden = true;
+      $("patient").hidden = true;
+      $("audit").hidden = false;
+      loadAudit();
+      patientTimer = setInterval(loadAudit, 5000);
     } else {
       patientView = null;
       document.body.setAttribute("data-route", h === "#/alerts" ? "alerts" : "beds");
       $("board").hidden = false;
       $("patient").hidden = true;
     }
+    if (h !== "#/audit") $("audit").hidden = true;
     $("nav-beds").className = h === "#/" || h === "" ? "on" : "";
     $("nav-alerts").className = h === "#/alerts" ? "on" : "";
+    $("nav-audit").className = h === "#/audit" ? "on" : "";
     window.scrollTo(0, 0);
   }
 
