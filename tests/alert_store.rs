@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod common;
+
 use vigil::alerting::store::AlertStore;
 use vigil::alerting::{AlertFilter, AlertView, AuditEntry};
 use vigil::model::Timestamp;
@@ -246,12 +248,7 @@ fn postgres_bin() -> PathBuf {
 /// the server refuse to run as root).
 fn pg_command(bin: &Path, program: &str) -> Command {
     let exe = bin.join(program);
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if root {
+    if common::running_as_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(exe);
         c
@@ -289,10 +286,7 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
+        let port = common::free_port();
         let opts = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
             dir.path().display()
@@ -363,10 +357,7 @@ async fn postgres_store_keeps_states_history_and_audit_across_a_reconnect() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_is_a_clear_error() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-        l.local_addr().expect("addr").port()
-    };
+    let port = common::free_port();
     let err =
         match AlertStore::postgres(&format!("postgres://vigil@127.0.0.1:{port}/x"), None).await {
             Ok(_) => panic!("nothing listens there"),

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -17,18 +16,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+mod common;
+use common::free_port;
+
 /// Hang protection for every wait (not a speed assertion: the CI box is small and busy).
 const WAIT: Duration = Duration::from_secs(120);
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// Replay pace: the 26 h recording in about a minute, slow enough to watch live updates.
 const SPEED: &str = "1500";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")

@@ -264,8 +264,7 @@ pub fn fit(
         let chunk = design.len().div_ceil(BLOCKS).max(1);
         let blocks: Vec<(&[Vec<f32>], &[f64])> =
             design.chunks(chunk).zip(ys.chunks(chunk)).collect();
-        let mut parts: Vec<Option<Sums>> = vec![None; blocks.len()];
-        let done: Vec<Vec<(usize, Sums)>> = std::thread::scope(|s| {
+        let mut parts: Vec<(usize, Sums)> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..jobs)
                 .map(|k| {
                     let (w, blocks) = (&w, &blocks);
@@ -279,21 +278,16 @@ pub fn fit(
                 })
                 .collect();
             hs.into_iter()
-                .map(|h| h.join().unwrap_or_default())
+                .flat_map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        for (b, sums) in done.into_iter().flatten() {
-            if let Some(slot) = parts.get_mut(b) {
-                *slot = Some(sums);
-            }
-        }
-        if parts.iter().any(Option::is_none) {
+        if parts.len() != blocks.len() {
             return Err(PhysionetEvalError::Fit("a worker thread failed".into()));
         }
-        let parts = parts.into_iter().flatten();
+        parts.sort_unstable_by_key(|(b, _)| *b);
         let mut h = vec![0.0; d * d];
         let mut g = vec![0.0; d];
-        for (ph, pg) in parts {
+        for (_, (ph, pg)) in parts {
             for (a, b) in h.iter_mut().zip(ph) {
                 *a += b;
             }
