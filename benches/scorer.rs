@@ -5,8 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use vigil::model::{
-    Code, CodeSystem, DeviceRef, Drug, IngestRecord, Observation, Param, SourceRef, Timestamp,
-    Value,
+    Code, CodeSystem, DeviceRef, Drug, IngestRecord, ObsId, Observation, Param, Timestamp, Value,
 };
 use vigil::scorer::{Scorer, ScoringTables};
 
@@ -38,7 +37,7 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
             let t = Timestamp(T0 + (i as i64) * 1000);
             out.push(IngestRecord::Observation(Observation {
                 schema: 1,
-                id: format!("{p}-{i}"),
+                id: ObsId::of_text(&format!("{p}-{i}")),
                 site: None,
                 unit: Some("ICU".into()),
                 bed: Some(p.to_string().into()),
@@ -46,7 +45,7 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
                 device: DeviceRef::default(),
                 code: Code {
                     system: CodeSystem::Local,
-                    code: param.name(),
+                    code: param.name().into(),
                     refid: None,
                 },
                 param: Some(param),
@@ -56,7 +55,7 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
                 receive_time: t,
                 corrected_time: t,
                 quality: Vec::new(),
-                source: SourceRef::default(),
+                source: Default::default(),
             }));
         }
     }

@@ -2,9 +2,12 @@
 # vigil against other HL7 v2 libraries, in one run on one corpus (benches/peers/corpus.txt):
 # messages per second on one core for each, and how many times faster vigil's
 # parse + decode + normalize is. Every peer parses and reads PID-3.1 and every OBX-5.
+# Each cell is run in five slices interleaved with the other implementations, and the best
+# slice counts (load on a shared machine only ever slows a slice down).
 #
 #   scripts/bench-peers.sh [SECONDS_PER_CELL]     (default 1)
 #   CALLGRIND=1 scripts/bench-peers.sh            also instructions per message (valgrind)
+#   CALLGRIND=1 MSG=3 scripts/bench-peers.sh      ... on corpus message 3 instead of 1
 #
 # The Rust peers live in a standalone Cargo project (benches/peers) so they never enter
 # vigil's dependency tree; the Python ones in a venv under target/peers/venv.
@@ -54,12 +57,15 @@ END {
 
 if [ "${CALLGRIND:-0}" = 1 ]; then
     echo
-    echo "instructions per message on m1 (callgrind; (N=1100 − N=100) / 1000):"
-    for impl in "vigil parse" "vigil parse+normalize" "er7" "hl7-2" "hl7-parser"; do
+    msg="${MSG:-1}"
+    echo "instructions per message on m$msg (callgrind; (N=1100 − N=100) / 1000):"
+    for impl in "vigil parse" "vigil parse+decode" "vigil parse+normalize" "er7" "hl7-2" \
+        "hl7-parser"; do
         counts=()
         for n in 100 1100; do
             counts+=("$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$dir" \
-                --only "$impl" --iters "$n" 2>&1 | sed -n 's/.*Collected : \([0-9]*\).*/\1/p')")
+                --only "$impl" --iters "$n" --msg "$msg" 2>&1 |
+                sed -n 's/.*Collected : \([0-9]*\).*/\1/p')")
         done
         printf "%-26s %10d\n" "$impl" $(((counts[1] - counts[0]) / 1000))
     done

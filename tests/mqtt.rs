@@ -186,7 +186,7 @@ fn unique_ids(seen: &Mutex<Vec<Observation>>) -> usize {
     seen.lock()
         .unwrap()
         .iter()
-        .map(|o| o.id.clone())
+        .map(|o| o.id)
         .collect::<BTreeSet<_>>()
         .len()
 }
@@ -371,9 +371,9 @@ async fn broker_and_vigil_restarts_lose_nothing_and_duplicates_share_their_ids()
     for o in seen.iter() {
         let t = o.device_time.expect("device time").millis();
         by_key
-            .entry((o.code.code.clone(), t))
+            .entry((o.code.code.to_string(), t))
             .or_default()
-            .insert(o.id.clone());
+            .insert(o.id.to_string());
     }
     let expected: BTreeSet<(String, i64)> = (0..3 * PER_PHASE)
         .flat_map(|i| {

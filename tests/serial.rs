@@ -198,7 +198,7 @@ async fn reads_its_simulator(name: &str, want: &[Param]) {
     let mut decoded = HashSet::new();
     let mut driver = spec.driver();
     let summary = decode_capture(driver.as_mut(), input, &normalizer, &mut feed, |o| {
-        decoded.insert(o.id.clone());
+        decoded.insert(o.id);
         Ok(())
     })
     .unwrap();
@@ -312,17 +312,13 @@ async fn a_pulled_cable_is_ridden_through() {
     all.extend(after);
     let mut ids = HashSet::new();
     for o in &all {
-        assert!(
-            ids.insert(o.id.clone()),
-            "observation {} delivered twice",
-            o.id
-        );
+        assert!(ids.insert(o.id), "observation {} delivered twice", o.id);
     }
     // Per code, device times only move forward: nothing replayed from before the pull.
     let mut last: HashMap<String, Timestamp> = HashMap::new();
     for o in &all {
         let t = o.device_time.unwrap_or(o.corrected_time);
-        if let Some(prev) = last.insert(o.code.code.clone(), t) {
+        if let Some(prev) = last.insert(o.code.code.to_string(), t) {
             assert!(t > prev, "{} went back from {prev} to {t}", o.code.code);
         }
     }

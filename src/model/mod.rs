@@ -11,8 +11,8 @@ mod time;
 pub use alert::{Alert, AlertState, Evidence, Severity, ALERT_SCHEMA};
 pub use census::{CensusEvent, CensusKind, CENSUS_SCHEMA};
 pub use observation::{
-    hex16, observation_id, Code, CodeSystem, DeviceRef, Observation, Quality, SourceRef, Value,
-    OBSERVATION_SCHEMA,
+    hex16, observation_id, BadObsId, Code, CodeSystem, DeviceRef, HexId, ObsId, Observation,
+    Quality, SourceRef, Term, Value, OBSERVATION_SCHEMA,
 };
 pub use param::{is_sedative_label, Drug, Param};
 pub use score::{Component, Score, ScoreKind, ScoreSet, SCORE_SCHEMA};

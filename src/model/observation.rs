@@ -1,8 +1,10 @@
 //! The normalized reading every source produces and every stage after `normalize` consumes.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Param, Timestamp};
 
@@ -31,13 +33,18 @@ impl CodeSystem {
     }
 }
 
+/// Text an observation carries that usually comes from a fixed vocabulary (codes, reference
+/// ids, units): borrowed from the loaded code tables when it is one of theirs, so the common
+/// reading costs no allocation; owned otherwise.
+pub type Term = Cow<'static, str>;
+
 /// A coded parameter, e.g. `MDC 150456 MDC_PULS_OXIM_SAT_O2` or `LOINC 2524-7`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Code {
     pub system: CodeSystem,
-    pub code: String,
+    pub code: Term,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub refid: Option<String>,
+    pub refid: Option<Term>,
 }
 
 /// A reading's value: numeric where the device sent a number.
@@ -121,7 +128,7 @@ pub struct Observation {
     pub schema: u32,
     /// Stable hash of device + code + device time + value: repeats of one reading share it.
     /// See [`observation_id`].
-    pub id: String,
+    pub id: ObsId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<Arc<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -138,7 +145,7 @@ pub struct Observation {
     pub param: Option<Param>,
     pub value: Value,
     /// UCUM unit of `value` (canonical for `param` when `param` is set).
-    pub ucum: String,
+    pub ucum: Term,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_time: Option<Timestamp>,
     pub receive_time: Timestamp,
@@ -146,7 +153,8 @@ pub struct Observation {
     pub corrected_time: Timestamp,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<Quality>,
-    pub source: SourceRef,
+    /// Shared by every reading of a message: one reference count instead of three strings'.
+    pub source: Arc<SourceRef>,
 }
 
 impl Observation {
@@ -169,10 +177,87 @@ impl Observation {
     }
 }
 
+/// An observation id: 128 bits, written as 32 lower-case hex digits in JSON and logs. Held as a
+/// number so making, copying and comparing one costs no allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObsId(pub u128);
+
+impl ObsId {
+    /// The 32 hex digits, on the stack.
+    pub fn to_hex(self) -> HexId {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0.to_be_bytes()) {
+            pair.copy_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+        }
+        HexId(out)
+    }
+
+    /// An id for a reading that has no natural one (tests, synthetic sources): the hash of
+    /// `text`.
+    pub fn of_text(text: &str) -> ObsId {
+        ObsId(xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+    }
+}
+
+/// An [`ObsId`] as text, without an allocation.
+#[derive(Clone, Copy)]
+pub struct HexId([u8; 32]);
+
+impl HexId {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for ObsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.to_hex().as_str())
+    }
+}
+
+impl fmt::Debug for ObsId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObsId({self})")
+    }
+}
+
+/// Why a text is not an observation id.
+#[derive(Debug, thiserror::Error)]
+#[error("an observation id is 32 hex digits, not {0:?}")]
+pub struct BadObsId(String);
+
+impl std::str::FromStr for ObsId {
+    type Err = BadObsId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(BadObsId(s.chars().take(40).collect()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(ObsId)
+            .map_err(|_| BadObsId(s.to_string()))
+    }
+}
+
+impl Serialize for ObsId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.to_hex().as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ObsId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// The stable observation id: XXH3-128 (a fixed, published algorithm: the same on every platform
-/// and release) over device, code, time and value, as 32 lower-case hex digits. A dedup key, not
-/// a security boundary, so a cryptographic hash would only cost time.
-pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value) -> String {
+/// and release) over device, code, time and value. A dedup key, not a security boundary, so a
+/// cryptographic hash would only cost time.
+pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value) -> ObsId {
     let text = match value {
         Value::Num(_) => &[][..],
         Value::Text(s) => s.as_bytes(),
@@ -205,8 +290,9 @@ pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value)
         }
     }
     let used = w.at;
-    let hash = xxhash_rust::xxh3::xxh3_128(buf.get(..used).unwrap_or_default());
-    hex16(&hash.to_be_bytes())
+    ObsId(xxhash_rust::xxh3::xxh3_128(
+        buf.get(..used).unwrap_or_default(),
+    ))
 }
 
 /// Appends into a buffer sized beforehand; never panics (a short buffer truncates).
@@ -245,7 +331,7 @@ mod tests {
     fn code(c: &str) -> Code {
         Code {
             system: CodeSystem::Mdc,
-            code: c.into(),
+            code: c.to_string().into(),
             refid: None,
         }
     }
@@ -255,11 +341,7 @@ mod tests {
         let t = Timestamp(1_740_824_100_000);
         let id = observation_id("dev1", &code("150456"), t, &Value::Num(94.0));
         // Pinned: ids are dedup keys stored downstream, so the scheme must never drift.
-        assert_eq!(id, "f80ed0b2b29872a81de9695e40e80498");
-        assert_eq!(id.len(), 32);
-        assert!(id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_eq!(id.to_string(), "f80ed0b2b29872a81de9695e40e80498");
         let others = [
             observation_id("dev1", &code("150456"), t, &Value::Num(95.0)),
             observation_id("dev2", &code("150456"), t, &Value::Num(94.0)),
@@ -280,8 +362,33 @@ mod tests {
         let long = "x".repeat(1000);
         let a = observation_id("d", &code("1"), t, &Value::Text(long.clone()));
         let b = observation_id("d", &code("1"), t, &Value::Text(long + "y"));
-        assert_eq!(a.len(), 32);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn observation_ids_travel_as_32_hex_digits_and_come_back() {
+        let id = ObsId(0x00ab_0000_0000_0000_0000_0000_0000_0f01);
+        let json = serde_json::to_string(&id).unwrap_or_default();
+        assert_eq!(json, "\"00ab0000000000000000000000000f01\"");
+        let back: ObsId = serde_json::from_str(&json).unwrap_or(ObsId(0));
+        assert_eq!(back, id);
+        // Upper-case digits are the same number; anything else is refused with the text.
+        assert_eq!(
+            "00AB0000000000000000000000000F01".parse::<ObsId>().ok(),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "ab",
+            "00ab0000000000000000000000000f0",
+            "g0ab0000000000000000000000000f01",
+        ] {
+            let err = serde_json::from_str::<ObsId>(&format!("\"{bad}\"")).err();
+            assert!(
+                err.is_some_and(|e| e.to_string().contains("32 hex digits")),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! It must not score or decide anything clinical beyond "is this value believable".
 
 pub mod census;
+pub mod number;
 pub mod tables;
 pub mod units;
 

@@ -2,12 +2,14 @@
 //! device clock offsets. Raw HL7 in, [`IngestRecord`]s out.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{
     is_sedative_label, observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug,
-    IngestRecord, Observation, Param, Quality, SourceRef, Timestamp, Value, CENSUS_SCHEMA,
+    IngestRecord, Observation, Param, Quality, SourceRef, Term, Timestamp, Value, CENSUS_SCHEMA,
     OBSERVATION_SCHEMA,
 };
 use crate::protocol::device::{DeviceCode, DeviceReport, ReadingStatus, ReadingValue};
@@ -17,11 +19,15 @@ use crate::protocol::hl7::{
 };
 
 use super::census::Census;
+use super::number::parse_f64;
 use super::tables::{MappedParam, NormalizeTables};
 use super::units::{flow_to_dose, to_canonical};
 
 /// MDC_RATE_DOSE, for doses computed from pump flow.
-const MDC_RATE_DOSE: u32 = 157_924;
+const MDC_RATE_DOSE: &str = "157924";
+/// How many shared strings (beds, units, patients, devices, sources) are kept for reuse
+/// before the set starts afresh.
+const SHARED_MAX: usize = 4096;
 /// How many recent messages per device the clock-offset estimate looks at.
 const CLOCK_SAMPLES: usize = 16;
 
@@ -121,13 +127,35 @@ pub struct Normalizer {
     tables: NormalizeTables,
     settings: NormalizeSettings,
     census: Census,
-    clocks: HashMap<String, DeviceClock>,
+    /// FxHash: keyed by configured source and sending application, not by message content.
+    clocks: FxHashMap<String, DeviceClock>,
     /// Scratch for the clock key, reused across messages.
     clock_key: String,
     site: Option<Arc<str>>,
     protocol: Arc<str>,
     /// Scratch for one group's observations, reused across messages.
     scratch: Vec<Observation>,
+    /// Strings that recur message after message (bed, unit, patient, device, source): one
+    /// shared copy each instead of an allocation per message.
+    shared: Shared,
+}
+
+/// A bounded set of shared strings.
+#[derive(Default)]
+struct Shared(FxHashSet<Arc<str>>);
+
+impl Shared {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(s) {
+            return Arc::clone(a);
+        }
+        if self.0.len() >= SHARED_MAX {
+            self.0.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.0.insert(Arc::clone(&a));
+        a
+    }
 }
 
 fn text(s: &str) -> Option<String> {
@@ -157,10 +185,11 @@ impl Normalizer {
             tables,
             settings,
             census: Census::new(),
-            clocks: HashMap::new(),
+            clocks: FxHashMap::default(),
             clock_key: String::new(),
             protocol: Arc::from("hl7"),
             scratch: Vec::new(),
+            shared: Shared::default(),
         }
     }
 
@@ -393,16 +422,18 @@ impl Normalizer {
                     .find_map(|i| census.by_mrn(i.id.trim()))
             })
             .or_else(|| census.patient_in(unit_in_msg, bed_in_msg));
-        // Strings every observation of the message shares: one allocation each, per message.
+        // Strings every observation of the message shares, and that recur from message to
+        // message: taken from the shared set.
+        let mut shared = std::mem::take(&mut self.shared);
         let patient = visit
             .or_else(|| occupant.map(|o| o.patient.as_str()))
-            .map(Arc::from);
+            .map(|s| shared.get(s));
         let unit = unit_in_msg
             .or_else(|| occupant.and_then(|o| o.unit.as_deref()))
-            .map(Arc::from);
+            .map(|s| shared.get(s));
         let bed = bed_in_msg
             .or_else(|| occupant.and_then(|o| o.bed.as_deref()))
-            .map(Arc::from);
+            .map(|s| shared.get(s));
         let weight = occupant.and_then(|o| o.weight_kg);
 
         let offset = self.clock_offset(source, &r.sending_app, receive_time, r.message_time);
@@ -413,11 +444,11 @@ impl Normalizer {
             unit,
             bed,
             patient,
-            source_ref: SourceRef {
+            source_ref: Arc::new(SourceRef {
                 protocol,
-                source: Arc::from(source),
+                source: shared.get(source),
                 message: Arc::from(r.control_id.as_ref()),
-            },
+            }),
             receive_time,
             offset,
             message_time: r.message_time,
@@ -436,13 +467,14 @@ impl Normalizer {
         let mut obs = std::mem::take(&mut self.scratch);
         for g in &r.groups {
             obs.clear();
-            self.group(&ctx, g, weight, &mut obs);
+            self.group(&ctx, g, weight, &mut shared, &mut obs);
             flag_arterial_artifacts(&self.tables, &mut obs);
             flag_low_perfusion_spo2(&self.tables, &mut obs);
             out.records
                 .extend(obs.drain(..).map(IngestRecord::Observation));
         }
         self.scratch = obs;
+        self.shared = shared;
         if ctx.patient.is_none() {
             out.unassociated = out.records.len();
         }
@@ -478,6 +510,7 @@ impl Normalizer {
         ctx: &Ctx<'_>,
         g: &'m ObsGroup<'m, ObxFields<'m>>,
         census_weight: Option<f64>,
+        shared: &mut Shared,
         out: &mut Vec<Observation>,
     ) {
         // Pump channels: the drug named on a channel applies to its dose and flow rows. Few
@@ -520,11 +553,12 @@ impl Normalizer {
                 })
         };
         let device = GroupDevice {
-            id: match non_empty(&g.filler_id) {
-                Some(f) => Arc::from(f),
-                None => Arc::from(non_empty(ctx.sending_app).unwrap_or(ctx.source)),
-            },
-            model: non_empty(&g.device_code.text).map(Arc::from),
+            id: shared.get(
+                non_empty(&g.filler_id)
+                    .or(non_empty(ctx.sending_app))
+                    .unwrap_or(ctx.source),
+            ),
+            model: non_empty(&g.device_code.text).map(|m| shared.get(m)),
         };
 
         let first = out.len();
@@ -540,7 +574,7 @@ impl Normalizer {
                 Some(e) => match &last_equipment {
                     Some((prev, id)) if *prev == e => Arc::clone(id),
                     _ => {
-                        let id: Arc<str> = Arc::from(e);
+                        let id = shared.get(e);
                         last_equipment = Some((e, Arc::clone(&id)));
                         id
                     }
@@ -591,7 +625,7 @@ impl Normalizer {
             let code = Code {
                 system: CodeSystem::Local,
                 code: "VIGIL_SEDATIVE_INFUSION".into(),
-                refid: Some((*label).to_string()),
+                refid: Some((*label).to_string().into()),
             };
             let running = if ml_h > 0.0 { 1.0 } else { 0.0 };
             out.push(ctx.observation(
@@ -599,7 +633,7 @@ impl Normalizer {
                 code,
                 Some(Param::Sedation),
                 Value::Num(running),
-                Param::Sedation.canonical_unit().to_string(),
+                Param::Sedation.canonical_unit().into(),
                 device_time,
                 corrected,
                 Vec::new(),
@@ -625,7 +659,7 @@ impl Normalizer {
             let dose = (dose * 10_000.0).round() / 10_000.0;
             let code = Code {
                 system: CodeSystem::Mdc,
-                code: MDC_RATE_DOSE.to_string(),
+                code: MDC_RATE_DOSE.into(),
                 refid: Some("MDC_RATE_DOSE".into()),
             };
             let param = Param::Dose(drug);
@@ -640,7 +674,7 @@ impl Normalizer {
                 code,
                 Some(param),
                 Value::Num(dose),
-                param.canonical_unit().to_string(),
+                param.canonical_unit().into(),
                 device_time,
                 corrected,
                 quality,
@@ -670,8 +704,12 @@ impl Normalizer {
             "" if mdc_num.is_some() && row.refid.starts_with("MDC_") => CodeSystem::Mdc,
             _ => CodeSystem::Local,
         };
-        let mapped = match (system, mdc_num) {
-            (CodeSystem::Mdc, Some(n)) => self.tables.mdc(n),
+        let entry = match (system, mdc_num) {
+            (CodeSystem::Mdc, Some(n)) => self.tables.mdc_entry(n),
+            _ => None,
+        };
+        let mapped = match (system, entry) {
+            (CodeSystem::Mdc, e) => e.map(|e| e.param),
             (CodeSystem::Loinc, _) => self.tables.loinc(code_str),
             _ => None,
         };
@@ -687,17 +725,24 @@ impl Normalizer {
             .unwrap_or(ctx.receive_time);
         let mut quality = Vec::new();
         let raw = trim(row.value);
+        // A mapped MDC code's text and reference id are the table's own when they match.
         let code = Code {
             system,
-            code: code_str.to_string(),
-            refid: non_empty(row.refid).map(str::to_string),
+            code: match entry {
+                Some(e) if e.code == code_str => Cow::Borrowed(e.code),
+                _ => self.tables.term(code_str),
+            },
+            refid: non_empty(row.refid).map(|r| match entry {
+                Some(e) if e.refid == r => Cow::Borrowed(e.refid),
+                _ => self.tables.term(r),
+            }),
         };
         let device = device.device_ref(device_id);
-        let (value, param, ucum) = match raw.parse::<f64>() {
-            Ok(v) if v.is_finite() => {
+        let (value, param, ucum) = match parse_f64(raw) {
+            Some(v) if v.is_finite() => {
                 if self.tables.is_sentinel(v) {
                     quality.push(Quality::Sentinel);
-                    (v, param, sent_unit)
+                    (v, param, self.tables.term(sent_unit))
                 } else if let Some(p) = param {
                     match to_canonical(p, v, sent_unit) {
                         Ok(c) => {
@@ -707,15 +752,15 @@ impl Normalizer {
                                     quality.push(Quality::OutOfRange);
                                 }
                             }
-                            (c, param, p.canonical_unit())
+                            (c, param, Cow::Borrowed(p.canonical_unit()))
                         }
                         Err(_) => {
                             quality.push(Quality::UnitUnknown);
-                            (v, param, sent_unit)
+                            (v, param, self.tables.term(sent_unit))
                         }
                     }
                 } else {
-                    (v, param, sent_unit)
+                    (v, param, self.tables.term(sent_unit))
                 }
             }
             _ => {
@@ -725,7 +770,7 @@ impl Normalizer {
                     code,
                     None,
                     Value::Text(raw.to_string()),
-                    sent_unit.to_string(),
+                    self.tables.term(sent_unit),
                     device_time,
                     corrected,
                     quality,
@@ -737,7 +782,7 @@ impl Normalizer {
             code,
             param,
             Value::Num(value),
-            ucum.to_string(),
+            ucum,
             device_time,
             corrected,
             quality,
@@ -790,7 +835,7 @@ struct Ctx<'a> {
     unit: Option<Arc<str>>,
     bed: Option<Arc<str>>,
     patient: Option<Arc<str>>,
-    source_ref: SourceRef,
+    source_ref: Arc<SourceRef>,
     receive_time: Timestamp,
     offset: i64,
     message_time: Option<Timestamp>,
@@ -804,7 +849,7 @@ impl Ctx<'_> {
         code: Code,
         param: Option<Param>,
         value: Value,
-        ucum: String,
+        ucum: Term,
         device_time: Option<Timestamp>,
         corrected: Timestamp,
         quality: Vec<Quality>,

@@ -1,15 +1,17 @@
 //! Code, unit and plausibility tables, loaded from `device-profiles/` (data, not code).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
-
-use rustc_hash::FxHashMap;
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::problem::{line_of, Problem};
-use crate::model::Param;
+use crate::model::{Param, Term};
 
 pub const CODES_FILE: &str = "codes.toml";
 pub const PLAUSIBILITY_FILE: &str = "plausibility.toml";
@@ -110,20 +112,47 @@ pub enum MappedParam {
     Dose,
 }
 
+/// One MDC code of the tables: what it maps to, and its text and (first) reference id as
+/// shared terms.
+#[derive(Clone, Copy, Debug)]
+pub struct MdcEntry {
+    pub param: MappedParam,
+    pub code: &'static str,
+    pub refid: &'static str,
+}
+
 /// The loaded tables.
 #[derive(Clone, Debug)]
 pub struct NormalizeTables {
     // FxHash: the keys are the site's own tables, not attacker-chosen, and SipHash cost more
     // than the rest of a lookup on the hot path.
-    mdc: FxHashMap<u32, MappedParam>,
+    mdc: FxHashMap<u32, MdcEntry>,
     loinc: FxHashMap<String, MappedParam>,
     pub drug_name_codes: Vec<u32>,
-    mdc_units: FxHashMap<u32, String>,
-    aliases: FxHashMap<String, String>,
+    mdc_units: FxHashMap<u32, &'static str>,
+    aliases: FxHashMap<String, &'static str>,
+    /// Every code, reference id and unit the tables name, interned: observations borrow these
+    /// instead of allocating their own copy.
+    terms: FxHashSet<&'static str>,
     ranges: FxHashMap<Param, (f64, f64)>,
     pub sentinels: Vec<f64>,
     pub arterial: ArterialArtifact,
     pub spo2_low_perfusion: Spo2LowPerfusion,
+}
+
+/// One `&'static` copy of each distinct table string for the whole process. Only strings from
+/// the loaded tables come here (never message content), so the set is bounded by the tables:
+/// loading the same tables again adds nothing.
+fn intern(s: &str) -> &'static str {
+    static TERMS: OnceLock<Mutex<FxHashSet<&'static str>>> = OnceLock::new();
+    let set = TERMS.get_or_init(|| Mutex::new(FxHashSet::default()));
+    let mut set = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(&t) = set.get(s) {
+        return t;
+    }
+    let t: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(t);
+    t
 }
 
 fn map_param(name: &str) -> Result<MappedParam, String> {
@@ -189,6 +218,7 @@ impl NormalizeTables {
             drug_name_codes: Vec::new(),
             mdc_units: FxHashMap::default(),
             aliases: FxHashMap::default(),
+            terms: FxHashSet::default(),
             ranges: FxHashMap::default(),
             sentinels: Vec::new(),
             arterial: ArterialArtifact {
@@ -220,7 +250,7 @@ impl NormalizeTables {
                         Err(e) => problems.push(Problem::new(cf, Some(line), e)),
                         Ok(p) => {
                             if let Some(prev) = t.mdc.get(&r.code) {
-                                if *prev != p {
+                                if prev.param != p {
                                     problems.push(Problem::new(
                                         cf,
                                         Some(line),
@@ -239,7 +269,14 @@ impl NormalizeTables {
                                     format!("MDC code {} {} repeats line {first}", r.code, r.refid),
                                 ));
                             }
-                            t.mdc.insert(r.code, p);
+                            let (code, refid) = (intern(&r.code.to_string()), intern(&r.refid));
+                            t.terms.insert(code);
+                            t.terms.insert(refid);
+                            t.mdc.entry(r.code).or_insert(MdcEntry {
+                                param: p,
+                                code,
+                                refid,
+                            });
                         }
                     }
                 }
@@ -249,6 +286,7 @@ impl NormalizeTables {
                     match map_param(&r.param) {
                         Err(e) => problems.push(Problem::new(cf, Some(line), e)),
                         Ok(p) => {
+                            t.terms.insert(intern(&r.code));
                             if t.loinc.insert(r.code.clone(), p).is_some() {
                                 problems.push(Problem::new(
                                     cf,
@@ -262,7 +300,9 @@ impl NormalizeTables {
                 t.drug_name_codes = file.drug_name_codes;
                 for row in &file.mdc_units {
                     let r = row.get_ref();
-                    if t.mdc_units.insert(r.code, r.ucum.clone()).is_some() {
+                    let ucum = intern(&r.ucum);
+                    t.terms.insert(ucum);
+                    if t.mdc_units.insert(r.code, ucum).is_some() {
                         problems.push(Problem::new(
                             cf,
                             Some(line_of(cs, row.span().start)),
@@ -272,7 +312,9 @@ impl NormalizeTables {
                 }
                 for row in &file.unit_aliases {
                     let r = row.get_ref();
-                    t.aliases.insert(r.from.clone(), r.ucum.clone());
+                    let ucum = intern(&r.ucum);
+                    t.terms.insert(ucum);
+                    t.aliases.insert(r.from.clone(), ucum);
                 }
             }
         }
@@ -318,6 +360,9 @@ impl NormalizeTables {
                 t.spo2_low_perfusion = file.spo2_low_perfusion;
             }
         }
+        for p in Param::all() {
+            t.terms.insert(p.canonical_unit());
+        }
         if problems.is_empty() {
             Ok(t)
         } else {
@@ -326,7 +371,11 @@ impl NormalizeTables {
     }
 
     pub fn mdc(&self, code: u32) -> Option<MappedParam> {
-        self.mdc.get(&code).copied()
+        self.mdc.get(&code).map(|e| e.param)
+    }
+
+    pub fn mdc_entry(&self, code: u32) -> Option<&MdcEntry> {
+        self.mdc.get(&code)
     }
 
     pub fn loinc(&self, code: &str) -> Option<MappedParam> {
@@ -338,13 +387,22 @@ impl NormalizeTables {
     }
 
     /// UCUM for an MDC unit code.
-    pub fn mdc_unit(&self, code: u32) -> Option<&str> {
-        self.mdc_units.get(&code).map(String::as_str)
+    pub fn mdc_unit(&self, code: u32) -> Option<&'static str> {
+        self.mdc_units.get(&code).copied()
     }
 
     /// UCUM for a unit string as a sender wrote it (UCUM passes through unchanged).
-    pub fn ucum_alias<'a>(&'a self, unit: &'a str) -> &'a str {
-        self.aliases.get(unit).map(String::as_str).unwrap_or(unit)
+    pub fn ucum_alias<'a>(&self, unit: &'a str) -> &'a str {
+        self.aliases.get(unit).copied().unwrap_or(unit)
+    }
+
+    /// `s` as an observation term: the tables' own copy when they name it (no allocation),
+    /// else an owned copy.
+    pub fn term(&self, s: &str) -> Term {
+        match self.terms.get(s) {
+            Some(&t) => Cow::Borrowed(t),
+            None => Cow::Owned(s.to_owned()),
+        }
     }
 
     /// Inclusive plausibility range.
@@ -374,6 +432,36 @@ mod tests {
         assert_eq!(t.ucum_alias("mm[Hg]"), "mm[Hg]");
         assert_eq!(t.range(Param::Dose(Drug::Norepinephrine)), Some((0.0, 3.0)));
         assert!(t.is_sentinel(-999.0));
+    }
+
+    #[test]
+    fn table_terms_are_borrowed_and_others_owned() {
+        let t = NormalizeTables::builtin().unwrap();
+        for known in [
+            "150456",
+            "MDC_PULS_OXIM_SAT_O2",
+            "2524-7",
+            "mm[Hg]",
+            "/min",
+            "%",
+        ] {
+            assert!(
+                matches!(t.term(known), Cow::Borrowed(k) if k == known),
+                "{known}"
+            );
+        }
+        for other in ["999999", "MDC_NOT_A_TABLE_ROW", "furlong"] {
+            assert!(
+                matches!(t.term(other), Cow::Owned(o) if o == other),
+                "{other}"
+            );
+        }
+        // A second load reuses the process's copies.
+        let again = NormalizeTables::builtin().unwrap();
+        let (Cow::Borrowed(a), Cow::Borrowed(b)) = (t.term("150456"), again.term("150456")) else {
+            panic!("not borrowed");
+        };
+        assert!(std::ptr::eq(a, b));
     }
 
     #[test]

@@ -152,9 +152,9 @@ pub fn feature_names() -> Vec<String> {
 
 /// Index of the channel that takes this reading, if any.
 pub fn channel_of(obs: &Observation) -> Option<usize> {
-    let by_code = CHANNELS.iter().position(
-        |c| matches!(c.source, ChannelSource::Loinc(code) if code == obs.code.code.as_str()),
-    );
+    let by_code = CHANNELS
+        .iter()
+        .position(|c| matches!(c.source, ChannelSource::Loinc(code) if code == &*obs.code.code));
     if by_code.is_some() {
         return by_code;
     }

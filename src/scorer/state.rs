@@ -6,10 +6,8 @@
 //! duplicate suppression. Never reads a clock: every time comes from the observations or `now`.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
 
-use crate::model::{CensusEvent, CensusKind, Drug, Observation, Param, Score, Timestamp};
+use crate::model::{CensusEvent, CensusKind, Drug, ObsId, Observation, Param, Score, Timestamp};
 use crate::model::{HOUR_MS, MINUTE_MS};
 
 use super::tables::{DoseInRow, GridAnchor, ScoringTables};
@@ -30,8 +28,8 @@ pub(crate) const FUTURE_SKEW_MS: i64 = 5 * MINUTE_MS;
 pub struct Sample {
     pub value: f64,
     pub time: Timestamp,
-    /// The observation id; shared by the aggregates that point at it.
-    pub id: Arc<str>,
+    /// The observation id the value came from.
+    pub id: ObsId,
 }
 
 /// Extremes and last of the samples in one bucket (an hour row or a minute).
@@ -252,11 +250,9 @@ struct SeenIds {
 }
 
 impl SeenIds {
-    /// False when `id` was seen recently.
-    fn insert(&mut self, id: &str) -> bool {
-        let mut h = DefaultHasher::new();
-        id.hash(&mut h);
-        let key = h.finish();
+    /// False when `id` was seen recently. The id is already a hash: half of it is the key.
+    fn insert(&mut self, id: ObsId) -> bool {
+        let key = (id.0 >> 64) as u64 ^ id.0 as u64;
         if !self.set.insert(key) {
             return false;
         }
@@ -473,7 +469,7 @@ impl PatientState {
     /// Takes one reading. False when it is a duplicate or cannot be scored (flagged, no
     /// parameter, not a number, older than the window).
     pub fn on_observation(&mut self, obs: &Observation, tables: &ScoringTables) -> bool {
-        if !self.seen.insert(&obs.id) {
+        if !self.seen.insert(obs.id) {
             self.counts.duplicates += 1;
             return false;
         }
@@ -518,7 +514,7 @@ impl PatientState {
         let s = Sample {
             value,
             time: t,
-            id: Arc::from(obs.id.as_str()),
+            id: obs.id,
         };
         let mut s = s;
         if param == Param::Gcs {
@@ -730,7 +726,7 @@ impl PatientState {
             let s = Sample {
                 value: inf.rate.value,
                 time,
-                id: inf.rate.id.clone(),
+                id: inf.rate.id,
             };
             self.add_derived(Derived::CountedDose(drug), s, tables, hw);
         }
@@ -840,12 +836,13 @@ mod tests {
     #[test]
     fn seen_ids_forget_the_oldest() {
         let mut s = SeenIds::default();
-        assert!(s.insert("a"));
-        assert!(!s.insert("a"));
+        let a = ObsId::of_text("a");
+        assert!(s.insert(a));
+        assert!(!s.insert(a));
         for i in 0..SEEN_IDS {
-            assert!(s.insert(&i.to_string()));
+            assert!(s.insert(ObsId::of_text(&i.to_string())));
         }
         assert_eq!(s.order.len(), SEEN_IDS);
-        assert!(s.insert("a"), "evicted after {SEEN_IDS} newer ids");
+        assert!(s.insert(a), "evicted after {SEEN_IDS} newer ids");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::{
-    Code, CodeSystem, DeviceRef, Drug, Param, Quality, Score, ScoreKind, SourceRef, Value, HOUR_MS,
+    Code, CodeSystem, DeviceRef, Drug, ObsId, Param, Quality, Score, ScoreKind, Value, HOUR_MS,
     MINUTE_MS,
 };
 
@@ -24,7 +24,7 @@ fn tables() -> ScoringTables {
 fn obs(id: &str, param: Param, value: f64, t: Timestamp) -> Observation {
     Observation {
         schema: 1,
-        id: id.to_string(),
+        id: ObsId::of_text(id),
         site: None,
         unit: Some("ICU1".into()),
         bed: Some("3".into()),
@@ -32,17 +32,17 @@ fn obs(id: &str, param: Param, value: f64, t: Timestamp) -> Observation {
         device: DeviceRef::default(),
         code: Code {
             system: CodeSystem::Local,
-            code: param.name(),
+            code: param.name().into(),
             refid: None,
         },
         param: Some(param),
         value: Value::Num(value),
-        ucum: param.canonical_unit().to_string(),
+        ucum: param.canonical_unit().into(),
         device_time: Some(t),
         receive_time: t,
         corrected_time: t,
         quality: Vec::new(),
-        source: SourceRef::default(),
+        source: Default::default(),
     }
 }
 
@@ -438,7 +438,11 @@ mod windows {
         let q = b.score(ScoreKind::Qsofa, at_min(60));
         assert_eq!(q.value, 1.0);
         assert_eq!(comp(&q, "resp_rate").value, Some(25.0));
-        assert_eq!(comp(&q, "resp_rate").observation.as_deref(), Some("o1"));
+        let o1 = ObsId::of_text("o1").to_string();
+        assert_eq!(
+            comp(&q, "resp_rate").observation.as_deref(),
+            Some(o1.as_str())
+        );
         assert!(q.missing.contains(&"gcs".to_string()));
         let q = b.score(ScoreKind::Qsofa, at_min(61));
         assert_eq!(q.value, 0.0);

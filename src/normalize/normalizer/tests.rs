@@ -79,7 +79,7 @@ fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     }
     let qt = obs.iter().find(|o| o.code.code == "147232").unwrap();
     assert_eq!(
-        (qt.param, qt.ucum.as_str()),
+        (qt.param, &*qt.ucum),
         (None, "ms"),
         "unknown codes are kept"
     );
@@ -93,12 +93,7 @@ fn unassociated_beds_are_counted_and_repeats_share_ids() {
     let b = n
         .hl7("monitors", MONITOR.as_bytes(), t0().plus_ms(900))
         .unwrap();
-    let ids = |o: &Normalized| {
-        observations(o)
-            .iter()
-            .map(|o| o.id.clone())
-            .collect::<Vec<_>>()
-    };
+    let ids = |o: &Normalized| observations(o).iter().map(|o| o.id).collect::<Vec<_>>();
     assert_eq!(
         ids(&a),
         ids(&b),
@@ -155,10 +150,7 @@ fn lab_results_land_with_loinc_and_canonical_units() {
     let obs = observations(&out);
     assert_eq!(find(&obs, Param::Lactate).value, Value::Num(3.4));
     let cr = find(&obs, Param::Creatinine);
-    assert_eq!(
-        (cr.value.clone(), cr.ucum.as_str()),
-        (Value::Num(2.0), "mg/dL")
-    );
+    assert_eq!((cr.value.clone(), &*cr.ucum), (Value::Num(2.0), "mg/dL"));
     assert_eq!(cr.code.system, CodeSystem::Loinc);
     // Collected 09:30, resulted 10:00: scoring uses the collection time.
     assert_eq!(
@@ -308,4 +300,42 @@ fn a_serial_pump_channel_gets_its_dose_computed() {
     let dose = find(&obs, Param::Dose(Drug::Norepinephrine));
     assert_eq!(dose.value, Value::Num(0.05));
     assert_eq!(dose.corrected_time, t0());
+}
+
+/// Readings share what recurs (bed, patient, device, source, table codes and units) instead of
+/// each owning a copy, and the values read the same as owned ones would.
+#[test]
+fn recurring_strings_are_shared_across_messages() {
+    let mut n = norm();
+    admit(&mut n, "V3", "MRN3", "BED03", "80");
+    let a = n.hl7("monitors", MONITOR.as_bytes(), t0()).unwrap();
+    let b = n.hl7("monitors", MONITOR.as_bytes(), t0()).unwrap();
+    let (a, b) = (observations(&a), observations(&b));
+    let (ha, hb) = (find(&a, Param::HeartRate), find(&b, Param::HeartRate));
+    for (x, y) in [
+        (&ha.bed, &hb.bed),
+        (&ha.patient, &hb.patient),
+        (&ha.unit, &hb.unit),
+    ] {
+        let (Some(x), Some(y)) = (x, y) else {
+            panic!("bed, patient and unit are set");
+        };
+        assert!(Arc::ptr_eq(x, y), "{x} is one shared copy");
+    }
+    assert!(Arc::ptr_eq(&ha.device.id, &hb.device.id));
+    assert!(Arc::ptr_eq(&ha.source.source, &hb.source.source));
+    // Mapped code, its reference id and the canonical unit come from the tables.
+    assert!(matches!(ha.code.code, Cow::Borrowed("147842")));
+    assert!(matches!(
+        ha.code.refid,
+        Some(Cow::Borrowed("MDC_ECG_HEART_RATE"))
+    ));
+    assert!(matches!(ha.ucum, Cow::Borrowed("/min")));
+    // A code no table names is owned, with the same text.
+    let qt = a
+        .iter()
+        .find(|o| o.code.code == "147232")
+        .expect("QT reading");
+    assert!(matches!(qt.code.code, Cow::Owned(_)));
+    assert_eq!(qt.code.refid.as_deref(), Some("MDC_ECG_TIME_PD_QT_GL"));
 }

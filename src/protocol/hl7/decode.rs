@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::parse::{find_byte, Field, Message, Segment};
+use super::parse::{find_byte, find_either, Field, Message, Segment};
 use super::time::parse_ts;
 use crate::model::Timestamp;
 
@@ -485,11 +485,6 @@ fn comp<'m>(f: Field<'m>, n: usize) -> Text<'m> {
     f.component(n).decoded()
 }
 
-/// First subcomponent of component `n`: PL and HD parts may carry `&`-qualified ids.
-fn comp_sub1<'m>(f: Field<'m>, n: usize) -> Text<'m> {
-    f.component(n).subcomponent(1).decoded()
-}
-
 fn non_empty(t: Text<'_>) -> Option<Text<'_>> {
     if t.is_empty() {
         None
@@ -498,37 +493,49 @@ fn non_empty(t: Text<'_>) -> Option<Text<'_>> {
     }
 }
 
+/// Components 1–3, the field split once. (Struct fields are evaluated in the order written.)
 fn coded(f: Field<'_>) -> CodedValue<'_> {
+    let mut c = f.components();
+    let mut next = || c.next().map_or(Cow::Borrowed(""), |c| c.decoded());
     CodedValue {
-        code: comp(f, 1),
-        text: comp(f, 2),
-        system: comp(f, 3),
+        code: next(),
+        text: next(),
+        system: next(),
     }
 }
 
+/// PL components 1–4, first subcomponent of each, the field split once.
 fn location(f: Field<'_>) -> Location<'_> {
+    let mut c = f.components();
+    let mut next = || {
+        c.next()
+            .map_or(Cow::Borrowed(""), |c| c.subcomponent(1).decoded())
+    };
     Location {
-        unit: comp_sub1(f, 1),
-        room: comp_sub1(f, 2),
-        bed: comp_sub1(f, 3),
-        facility: comp_sub1(f, 4),
+        unit: next(),
+        room: next(),
+        bed: next(),
+        facility: next(),
     }
 }
 
+/// CX repetitions with an id: each repetition split into components once.
 fn identifiers(f: Field<'_>) -> Vec<PatientIdentifier<'_>> {
     f.repetitions()
-        .filter(|r| !r.component(1).is_empty())
-        .map(|r| {
-            let auth = r.component(4);
-            let authority = match auth.subcomponent(1).decoded() {
-                a if a.is_empty() => auth.subcomponent(2).decoded(),
-                a => a,
+        .filter_map(|r| {
+            let mut c = r.components();
+            let id = c.next().filter(|id| !id.is_empty())?;
+            let auth = c.nth(2);
+            let id_type = c.next();
+            let authority = match auth.map(|a| a.subcomponent(1).decoded()) {
+                Some(a) if !a.is_empty() => a,
+                _ => auth.map_or(Cow::Borrowed(""), |a| a.subcomponent(2).decoded()),
             };
-            PatientIdentifier {
-                id: comp(r, 1),
+            Some(PatientIdentifier {
+                id: id.decoded(),
                 authority,
-                id_type: comp(r, 5),
-            }
+                id_type: id_type.map_or(Cow::Borrowed(""), |t| t.decoded()),
+            })
         })
         .collect()
 }
@@ -601,15 +608,19 @@ impl<'m> TsCache<'m> {
     }
 }
 
-/// The first `N` pieces of `s` split on `sep` (missing ones empty, the rest ignored).
+/// The first `N` components of the first repetition of `s`, in one scan: split on `comp`,
+/// stopping at the first `rep`.
 #[inline]
-fn split_n<const N: usize>(s: &str, sep: u8) -> [&str; N] {
+fn first_rep_components<const N: usize>(s: &str, comp: u8, rep: u8) -> [&str; N] {
     let mut out = [""; N];
     let mut rest = s;
     for slot in out.iter_mut() {
-        match find_byte(sep, rest.as_bytes()) {
+        match find_either(comp, rep, rest.as_bytes()) {
             Some(i) => {
                 *slot = rest.get(..i).unwrap_or("");
+                if rest.as_bytes().get(i) == Some(&rep) {
+                    break;
+                }
                 rest = rest.get(i + 1..).unwrap_or("");
             }
             None => {
@@ -642,8 +653,8 @@ fn obx_fields<'m>(
     if find_byte(d.escape, s.as_str().as_bytes()).is_some() {
         return None;
     }
-    let f3 = first_piece(s.field(3).as_str(), d.repetition);
-    let [code, refid, system] = split_n::<3>(f3, d.component);
+    let (c, r) = (d.component, d.repetition);
+    let [code, refid, system] = first_rep_components::<3>(s.field(3).as_str(), c, r);
     let sub_id = s.field(4).as_str();
     let value = first_piece(s.field(5).as_str(), d.repetition);
     if value.is_empty() && s.field(11).as_str() == "X" {
@@ -654,9 +665,8 @@ fn obx_fields<'m>(
             ..ObxFields::default()
         });
     }
-    let f6 = first_piece(s.field(6).as_str(), d.repetition);
     let [unit_code, unit_refid, unit_system, unit_alt, _, unit_alt_system] =
-        split_n::<6>(f6, d.component);
+        first_rep_components::<6>(s.field(6).as_str(), c, r);
     let unit_ucum = if unit_system.eq_ignore_ascii_case("UCUM") {
         Some(unit_code).filter(|u| !u.is_empty())
     } else if unit_alt_system.eq_ignore_ascii_case("UCUM") {
@@ -664,9 +674,9 @@ fn obx_fields<'m>(
     } else {
         None
     };
-    let f14 = first_piece(s.field(14).as_str(), d.repetition);
-    let time = times.text(first_piece(f14, d.component), opts);
-    let f18 = first_piece(s.field(18).as_str(), d.repetition);
+    let [f14] = first_rep_components::<1>(s.field(14).as_str(), c, r);
+    let time = times.text(f14, opts);
+    let [equipment_id] = first_rep_components::<1>(s.field(18).as_str(), c, r);
     Some(ObxFields {
         device_row: false,
         value_type: s.field(2).as_str(),
@@ -680,7 +690,7 @@ fn obx_fields<'m>(
         unit_system,
         unit_ucum,
         time,
-        equipment_id: first_piece(f18, d.component),
+        equipment_id,
     })
 }
 

@@ -202,6 +202,29 @@ pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
     tail.iter().position(|&b| b == needle).map(|p| i + p)
 }
 
+/// First `a` or `b` in `hay`, as [`find_byte`] does for one byte.
+#[inline]
+pub(crate) fn find_either(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() >= 32 {
+        return memchr::memchr2(a, b, hay);
+    }
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
+    let (pa, pb) = (ONES * u64::from(a), ONES * u64::from(b));
+    let mut i = 0;
+    while let Some(chunk) = hay.get(i..i + 8) {
+        let word = <[u8; 8]>::try_from(chunk).map_or(0, u64::from_le_bytes);
+        let hits = zero(word ^ pa) | zero(word ^ pb);
+        if hits != 0 {
+            return Some(i + (hits.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let tail = hay.get(i..).unwrap_or_default();
+    tail.iter().position(|&c| c == a || c == b).map(|p| i + p)
+}
+
 fn is_latin1_name(cs: &[u8]) -> bool {
     let cs = cs.trim_ascii();
     cs.eq_ignore_ascii_case(b"8859/1") || cs.eq_ignore_ascii_case(b"ISO-8859-1")
@@ -546,12 +569,9 @@ impl<'a> Message<'a> {
 
     /// MSH-9 as (message code, trigger event, message structure), raw.
     pub fn message_type(&self) -> (&str, &str, &str) {
-        let f = self.msh().field(9);
-        (
-            f.component(1).as_str(),
-            f.component(2).as_str(),
-            f.component(3).as_str(),
-        )
+        let mut c = self.msh().field(9).components().map(|c| c.as_str());
+        let (code, trigger) = (c.next().unwrap_or(""), c.next().unwrap_or(""));
+        (code, trigger, c.next().unwrap_or(""))
     }
 
     /// MSH-12.1, e.g. `2.6`.

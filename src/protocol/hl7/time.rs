@@ -1,6 +1,5 @@
 //! HL7 DTM/TS values: `YYYY[MM[DD[HH[MM[SS[.S[S[S[S]]]]]]]]][+/-ZZZZ]` to a UTC instant.
 
-use chrono::NaiveDate;
 use thiserror::Error;
 
 use crate::model::Timestamp;
@@ -45,6 +44,9 @@ pub enum TsError {
 /// Parses a DTM/TS. Takes component 1 of a TS (`20150122182658+0000^S`). Without a zone the
 /// time is local at `default_offset_min` minutes east of UTC.
 pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
+    if let Some(t) = parse_common(s, default_offset_min) {
+        return Ok(t);
+    }
     let s = match s.as_bytes().iter().position(|&b| b == b'^') {
         Some(i) => s.get(..i).unwrap_or(""),
         None => s,
@@ -54,7 +56,7 @@ pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
         return Err(TsError::Empty);
     }
     let shape = || TsError::BadShape(s.to_owned());
-    let (body, zone) = match s.find(['+', '-']) {
+    let (body, zone) = match s.bytes().position(|b| b == b'+' || b == b'-') {
         Some(i) => (&s[..i], Some(&s[i..])),
         None => (s, None),
     };
@@ -77,18 +79,18 @@ pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
         }
         _ => return Err(shape()),
     };
-    // Digits are ASCII, so byte slicing is on char boundaries; absent parts default.
+    // Every byte of `digits` is an ASCII digit (checked above); absent parts default.
+    let d = digits.as_bytes();
     let num = |a: usize, b: usize, dflt: u32| -> u32 {
-        digits
-            .get(a..b)
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(dflt)
+        match d.get(a..b) {
+            Some(t) => t.iter().fold(0, |n, &c| n * 10 + u32::from(c - b'0')),
+            None => dflt,
+        }
     };
     let year = num(0, 4, 0) as i32;
     let (month, day) = (num(4, 6, 1), num(6, 8, 1));
     let (hour, minute, second) = (num(8, 10, 0), num(10, 12, 0), num(12, 14, 0));
-    let date =
-        NaiveDate::from_ymd_opt(year, month, day).ok_or_else(|| TsError::BadDate(s.to_owned()))?;
+    let days = days_from_civil(year, month, day).ok_or_else(|| TsError::BadDate(s.to_owned()))?;
     if hour > 23 || minute > 59 || second > 59 {
         return Err(TsError::BadTime(s.to_owned()));
     }
@@ -106,7 +108,6 @@ pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
         None => default_offset_min,
         Some(z) => parse_zone(z).ok_or_else(|| TsError::BadZone(s.to_owned()))?,
     };
-    let days = date.signed_duration_since(epoch()).num_days();
     let local_ms = days * 86_400_000
         + i64::from(hour) * 3_600_000
         + i64::from(minute) * 60_000
@@ -119,8 +120,68 @@ pub fn parse_ts(s: &str, default_offset_min: i32) -> Result<Hl7Time, TsError> {
     })
 }
 
-fn epoch() -> NaiveDate {
-    NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default()
+/// The shape nearly every device sends, `YYYYMMDDHHMMSS[+/-ZZZZ]`, read in one pass. `None`
+/// for any other shape or any invalid value: the general path then parses it or names the fault.
+fn parse_common(s: &str, default_offset_min: i32) -> Option<Hl7Time> {
+    let (digits, zone) = match s.len() {
+        14 => (s.as_bytes(), None),
+        19 => (s.as_bytes().get(..14)?, Some(s.get(14..)?)),
+        _ => return None,
+    };
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let two = |a: usize| -> u32 {
+        match digits.get(a..a + 2) {
+            Some([h, l]) => u32::from(h - b'0') * 10 + u32::from(l - b'0'),
+            _ => 99,
+        }
+    };
+    let year = two(0) * 100 + two(2);
+    let (hour, minute, second) = (two(8), two(10), two(12));
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let days = days_from_civil(year as i32, two(4), two(6))?;
+    let offset_min = match zone {
+        None => default_offset_min,
+        Some(z) => parse_zone(z)?,
+    };
+    let local_ms = days * 86_400_000
+        + i64::from(hour) * 3_600_000
+        + i64::from(minute) * 60_000
+        + i64::from(second) * 1000;
+    Some(Hl7Time {
+        ts: Timestamp(local_ms - i64::from(offset_min) * 60_000),
+        precision: TsPrecision::Second,
+        explicit_zone: zone.is_some(),
+    })
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar, or `None` for a date
+/// that does not exist (month 13, 30 February). The era arithmetic of the civil calendar: no
+/// table, no loop, exact for every year.
+fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day == 0 || day > month_days {
+        return None;
+    }
+    // Years start in March, so the leap day is the last of the year.
+    let (y, m, d) = (i64::from(year), i64::from(month), i64::from(day));
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
 }
 
 /// `+HHMM` / `-HHMM` to minutes east of UTC.
@@ -200,6 +261,32 @@ mod tests {
         assert_eq!(utc("19691231235959"), -1000);
     }
 
+    /// The one-pass reading of the common shape gives what the general path gives.
+    #[test]
+    fn common_shape_matches_the_general_path() {
+        for s in [
+            "20240229131415",
+            "20240229131415+0000",
+            "20240229131415-0530",
+            "19691231235959+1400",
+            "00010101000000",
+            "99991231235959-1200",
+        ] {
+            let fast = parse_common(s, 90);
+            let general = parse_ts(&format!(" {s} "), 90).ok();
+            assert!(fast.is_some(), "{s}");
+            assert_eq!(fast, general, "{s}");
+        }
+        for s in [
+            "20240230131415",
+            "20240229241415",
+            "20240229131415+2400",
+            "2024022913141Z",
+        ] {
+            assert_eq!(parse_common(s, 0), None, "{s}");
+        }
+    }
+
     #[test]
     fn invalid_values_are_errors() {
         for bad in [
@@ -240,5 +327,29 @@ mod tests {
             Err(TsError::BadTime("20240101246000".into()))
         );
         assert!(parse_ts("20240229", 0).is_ok());
+    }
+
+    /// The calendar arithmetic agrees with chrono on every day of years 0000 to 9999 sampled
+    /// across leap rules (divisible by 4, 100, 400) and on every date that does not exist.
+    #[test]
+    fn civil_days_match_chrono() {
+        use chrono::NaiveDate;
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let years = (0..=9999)
+            .step_by(37)
+            .chain([1600, 1900, 1969, 1970, 2000, 2024, 2100]);
+        for year in years {
+            for month in 0..=13 {
+                for day in 0..=32 {
+                    let want = NaiveDate::from_ymd_opt(year, month, day)
+                        .map(|d| d.signed_duration_since(epoch).num_days());
+                    assert_eq!(
+                        days_from_civil(year, month, day),
+                        want,
+                        "{year}-{month}-{day}"
+                    );
+                }
+            }
+        }
     }
 }

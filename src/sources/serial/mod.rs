@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{FlowControlConfig, ParityConfig, SerialLine, SerialSourceConfig};
 
 use crate::bus::{IngestBatch, Publisher};
-use crate::model::{IngestRecord, Timestamp};
+use crate::model::{IngestRecord, ObsId, Timestamp};
 use crate::normalize::{DeviceOrigin, Normalized, Normalizer};
 use crate::protocol::device::{DeviceDriver, DeviceEvent, FrameStats};
 use crate::sources::replay::format::{
@@ -109,7 +109,7 @@ pub struct DeviceFeed {
     counted: FrameStats,
     /// The last observation id sent per code: a reading the device repeats unchanged in every
     /// poll (a NIBP measurement until the next cuff cycle) is sent once.
-    last_ids: HashMap<String, String>,
+    last_ids: HashMap<String, ObsId>,
     /// Readings dropped as repeats.
     pub repeats: u64,
 }
@@ -219,14 +219,14 @@ impl DeviceFeed {
         match self.last_ids.get_mut(&key) {
             Some(last) if *last == o.id => false,
             Some(last) => {
-                last.clone_from(&o.id);
+                *last = o.id;
                 true
             }
             None => {
                 // Bounded: a device has a few dozen codes; one that invents codes without end
                 // only loses repeat suppression.
                 if self.last_ids.len() < 4096 {
-                    self.last_ids.insert(key, o.id.clone());
+                    self.last_ids.insert(key, o.id);
                 }
                 true
             }
