@@ -19,7 +19,7 @@ use crate::protocol::hl7::{
 };
 
 use super::census::Census;
-use super::number::parse_f64;
+use super::number::{parse_f64, parse_u32};
 use super::tables::{MappedParam, NormalizeTables};
 use super::units::{flow_to_dose, to_canonical};
 
@@ -133,8 +133,8 @@ pub struct Normalizer {
     clock_key: String,
     site: Option<Arc<str>>,
     protocol: Arc<str>,
-    /// Scratch for one group's observations, reused across messages.
-    scratch: Vec<Observation>,
+    /// The parser's index vectors, reused from message to message.
+    parse_buffers: hl7::ParseBuffers,
     /// Strings that recur message after message (bed, unit, patient, device, source): one
     /// shared copy each instead of an allocation per message.
     shared: Shared,
@@ -188,7 +188,7 @@ impl Normalizer {
             clocks: FxHashMap::default(),
             clock_key: String::new(),
             protocol: Arc::from("hl7"),
-            scratch: Vec::new(),
+            parse_buffers: hl7::ParseBuffers::default(),
             shared: Shared::default(),
         }
     }
@@ -204,8 +204,10 @@ impl Normalizer {
         raw: &[u8],
         receive_time: Timestamp,
     ) -> Result<Normalized, NormalizeError> {
-        let msg = hl7::parse(raw)?;
-        self.message(source, &msg, receive_time)
+        let msg = hl7::parse_with(raw, std::mem::take(&mut self.parse_buffers))?;
+        let out = self.message(source, &msg, receive_time);
+        self.parse_buffers = msg.into_buffers();
+        out
     }
 
     /// Normalizes readings a device driver or MQTT payload produced, through the same code and
@@ -464,16 +466,16 @@ impl Normalizer {
             ),
             unassociated: 0,
         };
-        let mut obs = std::mem::take(&mut self.scratch);
+        // Each reading is built straight into the output (a record is a few hundred bytes:
+        // every move is a copy), then the group's readings are checked as a whole.
         for g in &r.groups {
-            obs.clear();
-            self.group(&ctx, g, weight, &mut shared, &mut obs);
-            flag_arterial_artifacts(&self.tables, &mut obs);
-            flag_low_perfusion_spo2(&self.tables, &mut obs);
-            out.records
-                .extend(obs.drain(..).map(IngestRecord::Observation));
+            let first = out.records.len();
+            self.group(&ctx, g, weight, &mut shared, &mut out.records);
+            if let Some(group) = out.records.get_mut(first..) {
+                flag_arterial_artifacts(&self.tables, group);
+                flag_low_perfusion_spo2(&self.tables, group);
+            }
         }
-        self.scratch = obs;
         self.shared = shared;
         if ctx.patient.is_none() {
             out.unassociated = out.records.len();
@@ -511,7 +513,7 @@ impl Normalizer {
         g: &'m ObsGroup<'m, ObxFields<'m>>,
         census_weight: Option<f64>,
         shared: &mut Shared,
-        out: &mut Vec<Observation>,
+        out: &mut Vec<IngestRecord>,
     ) {
         // Pump channels: the drug named on a channel applies to its dose and flow rows. Few
         // channels per message, so a vector beats a map.
@@ -520,7 +522,7 @@ impl Normalizer {
         let mut labelled: Vec<&'m str> = Vec::new();
         let mut pump_weight: Option<f64> = None;
         for row in &g.rows {
-            if let Ok(code) = trim(row.code).parse::<u32>() {
+            if let Some(code) = parse_u32(trim(row.code)) {
                 if self.tables.is_drug_name_code(code) {
                     labelled.push(channel_of(row.sub_id));
                     if is_sedative_label(row.value) {
@@ -580,7 +582,10 @@ impl Normalizer {
                     }
                 },
             };
-            let Some(o) = self.row(ctx, g, row, &device, device_id, &drug_on) else {
+            if !self.row(ctx, g, row, &device, device_id, &drug_on, out) {
+                continue;
+            }
+            let Some(IngestRecord::Observation(o)) = out.last() else {
                 continue;
             };
             if matches!(
@@ -608,7 +613,6 @@ impl Normalizer {
                     }
                 }
             }
-            out.push(o);
         }
         if flows.is_empty() {
             return;
@@ -628,7 +632,7 @@ impl Normalizer {
                 refid: Some((*label).to_string().into()),
             };
             let running = if ml_h > 0.0 { 1.0 } else { 0.0 };
-            out.push(ctx.observation(
+            out.push(IngestRecord::Observation(ctx.observation(
                 device.device_ref(Arc::clone(&device.id)),
                 code,
                 Some(Param::Sedation),
@@ -637,7 +641,7 @@ impl Normalizer {
                 device_time,
                 corrected,
                 Vec::new(),
-            ));
+            )));
         }
         // A channel that reports flow and concentration but no dose: compute the dose with the
         // patient's weight. Without a weight, drug or concentration, no dose is guessed.
@@ -669,7 +673,7 @@ impl Normalizer {
                     quality.push(Quality::OutOfRange);
                 }
             }
-            out.push(ctx.observation(
+            out.push(IngestRecord::Observation(ctx.observation(
                 device.device_ref(Arc::clone(&device.id)),
                 code,
                 Some(param),
@@ -678,11 +682,12 @@ impl Normalizer {
                 device_time,
                 corrected,
                 quality,
-            ));
+            )));
         }
         debug_assert!(out.len() >= first);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn row(
         &self,
         ctx: &Ctx<'_>,
@@ -691,13 +696,14 @@ impl Normalizer {
         device: &GroupDevice,
         device_id: Arc<str>,
         drug_on: &dyn Fn(&str) -> Option<Drug>,
-    ) -> Option<Observation> {
+        out: &mut Vec<IngestRecord>,
+    ) -> bool {
         let sys = trim(row.system);
         let code_str = trim(row.code);
         if code_str.is_empty() {
-            return None;
+            return false;
         }
-        let mdc_num = code_str.parse::<u32>().ok();
+        let mdc_num = parse_u32(code_str);
         let system = match sys {
             "MDC" => CodeSystem::Mdc,
             "LN" | "LOINC" | "LNC" => CodeSystem::Loinc,
@@ -765,7 +771,7 @@ impl Normalizer {
             }
             _ => {
                 // A text value cannot feed a numeric score.
-                return Some(ctx.observation(
+                out.push(IngestRecord::Observation(ctx.observation(
                     device,
                     code,
                     None,
@@ -774,10 +780,11 @@ impl Normalizer {
                     device_time,
                     corrected,
                     quality,
-                ));
+                )));
+                return true;
             }
         };
-        Some(ctx.observation(
+        out.push(IngestRecord::Observation(ctx.observation(
             device,
             code,
             param,
@@ -786,7 +793,8 @@ impl Normalizer {
             device_time,
             corrected,
             quality,
-        ))
+        )));
+        true
     }
 
     /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
@@ -797,11 +805,7 @@ impl Normalizer {
         }
         let code = trim(row.unit_code);
         if trim(row.unit_system) == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
-            if let Some(u) = code
-                .parse::<u32>()
-                .ok()
-                .and_then(|c| self.tables.mdc_unit(c))
-            {
+            if let Some(u) = parse_u32(code).and_then(|c| self.tables.mdc_unit(c)) {
                 return u;
             }
         }
@@ -913,15 +917,35 @@ fn non_empty(s: &str) -> Option<&str> {
     (!t.is_empty()).then_some(t)
 }
 
+/// The readings among a group's records (all of them are readings; census events never mix in).
+fn readings(recs: &[IngestRecord]) -> impl Iterator<Item = &Observation> {
+    recs.iter().filter_map(|r| match r {
+        IngestRecord::Observation(o) => Some(o),
+        IngestRecord::Census(_) => None,
+    })
+}
+
+fn reading_mut(recs: &mut [IngestRecord], i: usize) -> Option<&mut Observation> {
+    match recs.get_mut(i) {
+        Some(IngestRecord::Observation(o)) => Some(o),
+        _ => None,
+    }
+}
+
+fn flag_artifact(o: &mut Observation) {
+    if !o.quality.contains(&Quality::Artifact) {
+        o.quality.push(Quality::Artifact);
+    }
+}
+
 /// A SpO2 measured together with a perfusion index below the limit (CLINICAL.md §5: the
 /// SpO2–SaO2 discrepancy becomes significant below 0.6 %) is flagged as an artifact.
-fn flag_low_perfusion_spo2(t: &NormalizeTables, obs: &mut [Observation]) {
+fn flag_low_perfusion_spo2(t: &NormalizeTables, recs: &mut [IngestRecord]) {
     let rule = &t.spo2_low_perfusion;
     if !rule.enabled {
         return;
     }
-    let weak: Vec<(Timestamp, Arc<str>)> = obs
-        .iter()
+    let weak: Vec<(Timestamp, Arc<str>)> = readings(recs)
         .filter(|o| o.param == Some(Param::PerfusionIndex) && o.is_usable())
         .filter(|o| o.numeric().is_some_and(|v| v < rule.perfusion_index_below))
         .map(|o| (o.corrected_time, o.device.id.clone()))
@@ -929,43 +953,54 @@ fn flag_low_perfusion_spo2(t: &NormalizeTables, obs: &mut [Observation]) {
     if weak.is_empty() {
         return;
     }
-    for o in obs.iter_mut().filter(|o| o.param == Some(Param::SpO2)) {
+    for r in recs.iter_mut() {
+        let IngestRecord::Observation(o) = r else {
+            continue;
+        };
+        if o.param != Some(Param::SpO2) {
+            continue;
+        }
         let hit = weak
             .iter()
             .any(|(t, d)| (o.corrected_time.since(*t)).abs() <= 60_000 && *d == o.device.id);
-        if hit && !o.quality.contains(&Quality::Artifact) {
-            o.quality.push(Quality::Artifact);
+        if hit {
+            flag_artifact(o);
         }
     }
 }
 
 /// ART1 (CLINICAL.md §5): a systolic/diastolic/mean arterial triple measured at the same time
 /// that matches an artifact pattern is flagged as a whole.
-fn flag_arterial_artifacts(t: &NormalizeTables, obs: &mut [Observation]) {
+fn flag_arterial_artifacts(t: &NormalizeTables, recs: &mut [IngestRecord]) {
     let a = &t.arterial;
     if !a.enabled {
         return;
     }
-    let find = |obs: &[Observation], p: Param, at: Timestamp| {
-        obs.iter().position(|o| {
-            o.param == Some(p) && o.corrected_time == at && !o.quality.contains(&Quality::Sentinel)
+    let find = |recs: &[IngestRecord], p: Param, at: Timestamp| {
+        recs.iter().position(|r| {
+            matches!(r, IngestRecord::Observation(o) if o.param == Some(p)
+                && o.corrected_time == at
+                && !o.quality.contains(&Quality::Sentinel))
         })
     };
-    let times: Vec<Timestamp> = obs
-        .iter()
+    let value = |recs: &[IngestRecord], i: usize| match recs.get(i) {
+        Some(IngestRecord::Observation(o)) => o.numeric(),
+        _ => None,
+    };
+    let times: Vec<Timestamp> = readings(recs)
         .filter(|o| o.param == Some(Param::SbpArt))
         .map(|o| o.corrected_time)
         .collect();
     for at in times {
-        let (Some(si), Some(di)) = (find(obs, Param::SbpArt, at), find(obs, Param::DbpArt, at))
+        let (Some(si), Some(di)) = (find(recs, Param::SbpArt, at), find(recs, Param::DbpArt, at))
         else {
             continue;
         };
-        let mi = find(obs, Param::MapArt, at);
-        let (Some(sbp), Some(dbp)) = (obs[si].numeric(), obs[di].numeric()) else {
+        let mi = find(recs, Param::MapArt, at);
+        let (Some(sbp), Some(dbp)) = (value(recs, si), value(recs, di)) else {
             continue;
         };
-        let map = mi.and_then(|i| obs[i].numeric());
+        let map = mi.and_then(|i| value(recs, i));
         let pp = sbp - dbp;
         let mut artifact = (sbp > a.sbp_high && pp < a.pp_min_high)
             || (sbp > a.sbp_mid && sbp <= a.sbp_high && pp < a.pp_min_mid)
@@ -978,8 +1013,8 @@ fn flag_arterial_artifacts(t: &NormalizeTables, obs: &mut [Observation]) {
         }
         if artifact {
             for i in [Some(si), Some(di), mi].into_iter().flatten() {
-                if !obs[i].quality.contains(&Quality::Artifact) {
-                    obs[i].quality.push(Quality::Artifact);
+                if let Some(o) = reading_mut(recs, i) {
+                    flag_artifact(o);
                 }
             }
         }

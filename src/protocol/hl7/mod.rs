@@ -22,8 +22,8 @@ pub use decode::{
 };
 pub use escape::{escape, unescape};
 pub use parse::{
-    parse, Component, Delimiters, Field, Message, ParseError, ParseErrorKind, Pieces, Segment,
-    Subcomponent, TextEncoding,
+    parse, parse_with, Component, Delimiters, Field, Message, ParseBuffers, ParseError,
+    ParseErrorKind, Pieces, Segment, Subcomponent, TextEncoding,
 };
 pub use time::{parse_ts, Hl7Time, TsError, TsPrecision};
 

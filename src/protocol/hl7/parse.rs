@@ -124,6 +124,8 @@ struct SegSpan {
     /// `seps[sep_lo..sep_hi]` are the field-separator positions inside this segment.
     sep_lo: u32,
     sep_hi: u32,
+    /// MSH, FHS, BHS: field 1 is the separator itself. Settled once, when the segment is found.
+    header: bool,
 }
 
 struct Index {
@@ -151,10 +153,39 @@ impl std::fmt::Debug for Message<'_> {
 
 /// Parses one message (no MLLP envelope). Never panics; malformed input is a positioned error.
 pub fn parse(input: &[u8]) -> Result<Message<'_>, ParseError> {
+    parse_with(input, ParseBuffers::default())
+}
+
+/// The vectors a parse fills with segment and separator positions, handed from one message to
+/// the next ([`parse_with`], [`Message::into_buffers`]) so a steady stream parses without
+/// allocating them anew.
+#[derive(Default)]
+pub struct ParseBuffers {
+    segs: Vec<SegSpan>,
+    seps: Vec<u32>,
+}
+
+impl ParseBuffers {
+    /// Entries a kept buffer may hold: one unusually large message does not pin its memory.
+    const KEEP: usize = 1 << 16;
+
+    fn trimmed(mut self) -> Self {
+        if self.seps.capacity() > Self::KEEP {
+            self.seps = Vec::new();
+        }
+        if self.segs.capacity() > Self::KEEP {
+            self.segs = Vec::new();
+        }
+        self
+    }
+}
+
+/// [`parse`] into buffers a previous message gave back.
+pub fn parse_with(input: &[u8], bufs: ParseBuffers) -> Result<Message<'_>, ParseError> {
     if u32::try_from(input.len()).is_err() {
         return Err(ParseError::new(0, None, ParseErrorKind::TooLarge));
     }
-    let idx = index(input)?;
+    let idx = index(input, bufs)?;
     let declared_latin1 = declared_charset(input, &idx).is_some_and(is_latin1_name);
     let utf8 = std::str::from_utf8(input).ok();
     match utf8 {
@@ -167,7 +198,11 @@ pub fn parse(input: &[u8]) -> Result<Message<'_>, ParseError> {
             // Latin-1 maps each byte to one char, so nothing is lost; the delimiters are
             // ASCII, so the structure is unchanged and re-indexing cannot fail differently.
             let owned: String = input.iter().map(|&b| char::from(b)).collect();
-            let idx = index(owned.as_bytes())?;
+            let bufs = ParseBuffers {
+                segs: idx.segs,
+                seps: idx.seps,
+            };
+            let idx = index(owned.as_bytes(), bufs)?;
             Ok(Message {
                 text: Cow::Owned(owned),
                 encoding: TextEncoding::Latin1,
@@ -325,7 +360,7 @@ fn valid_name(n: &[u8]) -> bool {
         && (c.is_ascii_uppercase() || c.is_ascii_digit()))
 }
 
-fn index(bytes: &[u8]) -> Result<Index, ParseError> {
+fn index(bytes: &[u8], bufs: ParseBuffers) -> Result<Index, ParseError> {
     let p = skip_prefix(bytes);
     if p >= bytes.len() {
         return Err(ParseError::new(p, None, ParseErrorKind::Empty));
@@ -343,8 +378,11 @@ fn index(bytes: &[u8]) -> Result<Index, ParseError> {
     }
     let delims = read_delimiters(bytes, p)?;
     let fs = delims.field;
-    let mut segs = Vec::with_capacity(bytes.len() / 48 + 2);
-    let mut seps: Vec<u32> = Vec::with_capacity(bytes.len() / 6 + 4);
+    let ParseBuffers { mut segs, mut seps } = bufs;
+    segs.clear();
+    seps.clear();
+    segs.reserve(bytes.len() / 48 + 2);
+    seps.reserve(bytes.len() / 6 + 4);
 
     // One pass in 64-byte blocks: a branch-free compare builds a bit mask of the separators
     // and line ends (the compiler vectorises it), then only the hits are visited. Separators
@@ -453,6 +491,7 @@ fn finish_segment(
         end: end as u32,
         sep_lo: sep_lo as u32,
         sep_hi: seps.len() as u32,
+        header: matches!(name, b"MSH" | b"FHS" | b"BHS"),
     });
     Ok(())
 }
@@ -479,6 +518,15 @@ fn generic_field_bounds(span: &SegSpan, all: &[u32], n: usize) -> Option<(usize,
 }
 
 impl<'a> Message<'a> {
+    /// Gives the index vectors back for the next [`parse_with`].
+    pub fn into_buffers(self) -> ParseBuffers {
+        ParseBuffers {
+            segs: self.idx.segs,
+            seps: self.idx.seps,
+        }
+        .trimmed()
+    }
+
     /// The whole message text (after any Latin-1 transcoding).
     pub fn as_str(&self) -> &str {
         &self.text
@@ -504,20 +552,19 @@ impl<'a> Message<'a> {
             .map(move |(i, &span)| self.make_segment(i, span))
     }
 
+    #[inline]
     fn make_segment(&self, position: usize, span: SegSpan) -> Segment<'_> {
         let seps = self
             .idx
             .seps
             .get(span.sep_lo as usize..span.sep_hi as usize)
             .unwrap_or_default();
-        let name = self.text.get(span.start as usize..span.start as usize + 3);
         Segment {
             text: &self.text,
             span,
             seps,
             delims: self.idx.delims,
             position,
-            header: matches!(name, Some("MSH" | "FHS" | "BHS")),
         }
     }
 
@@ -553,11 +600,11 @@ impl<'a> Message<'a> {
                     end: 0,
                     sep_lo: 0,
                     sep_hi: 0,
+                    header: true,
                 },
                 seps: &[],
                 delims: self.idx.delims,
                 position: 0,
-                header: true,
             },
         }
     }
@@ -629,8 +676,6 @@ pub struct Segment<'m> {
     seps: &'m [u32],
     delims: Delimiters,
     position: usize,
-    /// MSH, FHS, BHS: field 1 is the separator itself.
-    header: bool,
 }
 
 impl std::fmt::Debug for Segment<'_> {
@@ -668,7 +713,7 @@ impl<'m> Segment<'m> {
     }
 
     fn is_header(&self) -> bool {
-        self.header
+        self.span.header
     }
 
     /// Highest field number present.
@@ -1086,6 +1131,59 @@ NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g&h^i~j\r";
         let m = parse("MSH|^~\\&|A\rPID|||1||Zoë".as_bytes()).unwrap();
         assert_eq!(m.text_encoding(), TextEncoding::Utf8);
         assert_eq!(m.get("PID-5"), Some("Zoë"));
+    }
+
+    /// Every segment's name, fields and components, as text: two parses that agree on this
+    /// read the same.
+    fn dump(m: &Message<'_>) -> Vec<String> {
+        m.segments()
+            .map(|s| {
+                let fields: Vec<String> = (0..=s.field_count())
+                    .map(|n| {
+                        let f = s.field(n);
+                        format!("{}={:?}/{:?}", n, f.as_str(), f.component(2).as_str())
+                    })
+                    .collect();
+                format!("{}#{} {}", s.name(), s.position(), fields.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reused_buffers_read_exactly_as_fresh_ones() {
+        let long = ORU.replace("NTE|", "NTE|x|y|z\rOBX|9|ST|||long|||||||||||||||\r");
+        let short = "MSH|^~\\&|A|B|||1||ADT^A01|9|P|2.5\rEVN|A01\rPID|||7^^^H^MR\r";
+        let latin1 = b"MSH|^~\\&|A|B|||1||ORU^R01|1|P|2.6||||||8859/1\rPID|||1||M\xfcller";
+        let mut bufs = ParseBuffers::default();
+        // Each message parsed into what the one before left behind (longer, shorter, Latin-1,
+        // a parse error in between) reads as it does parsed alone.
+        let inputs: [&[u8]; 6] = [
+            long.as_bytes(),
+            short.as_bytes(),
+            ORU.as_bytes(),
+            latin1,
+            b"not hl7",
+            short.as_bytes(),
+        ];
+        for raw in inputs {
+            let fresh = parse(raw);
+            match parse_with(raw, std::mem::take(&mut bufs)) {
+                Ok(m) => {
+                    let fresh = fresh.unwrap();
+                    assert_eq!(dump(&m), dump(&fresh));
+                    assert_eq!(m.msh().field(2).as_str(), "^~\\&", "MSH-2 is opaque");
+                    bufs = m.into_buffers();
+                }
+                Err(e) => assert_eq!(Some(e), fresh.err()),
+            }
+        }
+        // A buffer grown past the limit by one huge message is not kept.
+        let mut huge = String::from("MSH|^~\\&|A\rOBX");
+        huge.push_str(&"|".repeat(ParseBuffers::KEEP + 10));
+        let bufs = parse(huge.as_bytes()).unwrap().into_buffers();
+        assert_eq!(bufs.seps.capacity(), 0);
+        let bufs = parse(ORU.as_bytes()).unwrap().into_buffers();
+        assert!(bufs.seps.capacity() >= 20);
     }
 
     fn err(raw: &[u8]) -> ParseError {
