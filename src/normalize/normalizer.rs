@@ -563,7 +563,6 @@ impl Normalizer {
             model: non_empty(&g.device_code.text).map(|m| shared.get(m)),
         };
 
-        let first = out.len();
         // Per channel: flow and concentration, and whether a dose row came.
         let mut flows: Vec<(&'m str, ChannelFlow)> = Vec::new();
         let mut last_equipment: Option<(&'m str, Arc<str>)> = None;
@@ -684,7 +683,6 @@ impl Normalizer {
                 quality,
             )));
         }
-        debug_assert!(out.len() >= first);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -925,6 +923,20 @@ fn readings(recs: &[IngestRecord]) -> impl Iterator<Item = &Observation> {
     })
 }
 
+fn readings_mut(recs: &mut [IngestRecord]) -> impl Iterator<Item = &mut Observation> {
+    recs.iter_mut().filter_map(|r| match r {
+        IngestRecord::Observation(o) => Some(o),
+        IngestRecord::Census(_) => None,
+    })
+}
+
+fn reading(recs: &[IngestRecord], i: usize) -> Option<&Observation> {
+    match recs.get(i) {
+        Some(IngestRecord::Observation(o)) => Some(o),
+        _ => None,
+    }
+}
+
 fn reading_mut(recs: &mut [IngestRecord], i: usize) -> Option<&mut Observation> {
     match recs.get_mut(i) {
         Some(IngestRecord::Observation(o)) => Some(o),
@@ -953,13 +965,7 @@ fn flag_low_perfusion_spo2(t: &NormalizeTables, recs: &mut [IngestRecord]) {
     if weak.is_empty() {
         return;
     }
-    for r in recs.iter_mut() {
-        let IngestRecord::Observation(o) = r else {
-            continue;
-        };
-        if o.param != Some(Param::SpO2) {
-            continue;
-        }
+    for o in readings_mut(recs).filter(|o| o.param == Some(Param::SpO2)) {
         let hit = weak
             .iter()
             .any(|(t, d)| (o.corrected_time.since(*t)).abs() <= 60_000 && *d == o.device.id);
@@ -983,10 +989,6 @@ fn flag_arterial_artifacts(t: &NormalizeTables, recs: &mut [IngestRecord]) {
                 && !o.quality.contains(&Quality::Sentinel))
         })
     };
-    let value = |recs: &[IngestRecord], i: usize| match recs.get(i) {
-        Some(IngestRecord::Observation(o)) => o.numeric(),
-        _ => None,
-    };
     let times: Vec<Timestamp> = readings(recs)
         .filter(|o| o.param == Some(Param::SbpArt))
         .map(|o| o.corrected_time)
@@ -997,10 +999,15 @@ fn flag_arterial_artifacts(t: &NormalizeTables, recs: &mut [IngestRecord]) {
             continue;
         };
         let mi = find(recs, Param::MapArt, at);
-        let (Some(sbp), Some(dbp)) = (value(recs, si), value(recs, di)) else {
+        let (Some(sbp), Some(dbp)) = (
+            reading(recs, si).and_then(Observation::numeric),
+            reading(recs, di).and_then(Observation::numeric),
+        ) else {
             continue;
         };
-        let map = mi.and_then(|i| value(recs, i));
+        let map = mi
+            .and_then(|i| reading(recs, i))
+            .and_then(Observation::numeric);
         let pp = sbp - dbp;
         let mut artifact = (sbp > a.sbp_high && pp < a.pp_min_high)
             || (sbp > a.sbp_mid && sbp <= a.sbp_high && pp < a.pp_min_mid)

@@ -52,13 +52,12 @@ pub fn parse_u32(s: &str) -> Option<u32> {
         [b'+', rest @ ..] => rest,
         _ => b,
     };
-    if digits.is_empty() || digits.len() > 9 {
+    if digits.is_empty() {
+        return None;
+    }
+    if digits.len() > 9 {
         // Ten digits may overflow: the standard parser decides.
-        return if digits.is_empty() {
-            None
-        } else {
-            s.parse().ok()
-        };
+        return s.parse().ok();
     }
     let mut v: u32 = 0;
     for &c in digits {
