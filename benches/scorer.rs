@@ -2,10 +2,11 @@
 //! interleaved across 1,000 patients. Run with `cargo bench --bench scorer`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use vigil::model::{
-    Code, CodeSystem, DeviceRef, Drug, IngestRecord, ObsId, Observation, Param, Timestamp, Value,
+    Code, CodeSystem, Drug, IngestRecord, ObsId, Observation, Origin, Param, Timestamp, Value,
 };
 use vigil::scorer::{Scorer, ScoringTables};
 
@@ -38,11 +39,12 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
             out.push(IngestRecord::Observation(Observation {
                 schema: 1,
                 id: ObsId::of_text(&format!("{p}-{i}")),
-                site: None,
-                unit: Some("ICU".into()),
-                bed: Some(p.to_string().into()),
-                patient: Some(format!("P{p}").into()),
-                device: DeviceRef::default(),
+                origin: Arc::new(Origin {
+                    unit: Some("ICU".into()),
+                    bed: Some(p.to_string().into()),
+                    patient: Some(format!("P{p}").into()),
+                    ..Origin::default()
+                }),
                 code: Code {
                     system: CodeSystem::Local,
                     code: param.name().into(),
@@ -55,7 +57,6 @@ fn stream(patients: usize, per_patient: usize) -> Vec<IngestRecord> {
                 receive_time: t,
                 corrected_time: t,
                 quality: Vec::new(),
-                source: Default::default(),
             }));
         }
     }

@@ -288,7 +288,7 @@ fn importer_round_trips_values_through_the_normalizer() {
     }
     assert!(checked > 100, "{checked}");
     // Every observation belongs to the admitted patient.
-    assert!(obs.iter().all(|o| o.patient.is_some()));
+    assert!(obs.iter().all(|o| o.patient().is_some()));
 }
 
 #[test]

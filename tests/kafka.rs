@@ -610,7 +610,7 @@ fn contents(
     for r in records {
         match r {
             IngestRecord::Observation(o) => {
-                obs.insert(format!("{} {:?}", o.id, o.patient));
+                obs.insert(format!("{} {:?}", o.id, o.patient()));
             }
             IngestRecord::Census(c) => {
                 census.insert(format!(
@@ -649,7 +649,7 @@ fn differing_readings(
         for key in keys {
             let Some(o) = here
                 .iter()
-                .find(|o| format!("{} {:?}", o.id, o.patient) == **key)
+                .find(|o| format!("{} {:?}", o.id, o.patient()) == **key)
             else {
                 continue;
             };
@@ -658,7 +658,7 @@ fn differing_readings(
                 serde_json::to_string(o).unwrap_or_default()
             ));
             for p in other.iter().filter(|p| {
-                p.device.id == o.device.id && p.code == o.code && p.device_time == o.device_time
+                p.device().id == o.device().id && p.code == o.code && p.device_time == o.device_time
             }) {
                 out.push_str(&format!(
                     "  the other run: {}\n",

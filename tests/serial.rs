@@ -167,13 +167,9 @@ async fn reads_its_simulator(name: &str, want: &[Param]) {
     })
     .await;
     for o in &obs {
-        assert_eq!(o.bed.as_deref(), Some("BED01"), "{name}");
-        assert_eq!(
-            o.patient.as_deref(),
-            Some("V1"),
-            "{name}: the bed's patient"
-        );
-        assert_eq!(&*o.source.protocol, "serial");
+        assert_eq!(o.bed(), Some("BED01"), "{name}");
+        assert_eq!(o.patient(), Some("V1"), "{name}: the bed's patient");
+        assert_eq!(&*o.source().protocol, "serial");
     }
     assert!(
         counter(&gw.metrics, "vigil_device_frames_total", "result=\"ok\"") > 0,

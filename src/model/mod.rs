@@ -12,7 +12,7 @@ pub use alert::{Alert, AlertState, Evidence, Severity, ALERT_SCHEMA};
 pub use census::{CensusEvent, CensusKind, CENSUS_SCHEMA};
 pub use observation::{
     hex16, observation_id, BadObsId, Code, CodeSystem, DeviceRef, HexId, ObsId, Observation,
-    Quality, SourceRef, Term, Value, OBSERVATION_SCHEMA,
+    Origin, Quality, SourceRef, Term, Value, OBSERVATION_SCHEMA,
 };
 pub use param::{is_sedative_label, Drug, Param};
 pub use score::{Component, Score, ScoreKind, ScoreSet, SCORE_SCHEMA};

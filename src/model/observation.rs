@@ -122,39 +122,41 @@ pub struct SourceRef {
     pub message: Arc<str>,
 }
 
-/// One normalized reading.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Where a reading belongs and where it came from: the same for every reading of a message
+/// from one device, so those readings share one copy (one reference count per reading instead
+/// of one per string).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub site: Option<Arc<str>>,
+    pub unit: Option<Arc<str>>,
+    pub bed: Option<Arc<str>>,
+    /// Encounter id, absent while the bed has no admitted patient.
+    pub patient: Option<Arc<str>>,
+    pub device: DeviceRef,
+    pub source: SourceRef,
+}
+
+/// One normalized reading. In JSON the [`Origin`]'s fields sit beside the reading's own, as
+/// `site`, `unit`, `bed`, `patient`, `device` and `source`.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Observation {
     pub schema: u32,
     /// Stable hash of device + code + device time + value: repeats of one reading share it.
     /// See [`observation_id`].
     pub id: ObsId,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<Arc<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<Arc<str>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bed: Option<Arc<str>>,
-    /// Encounter id, absent while the bed has no admitted patient.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patient: Option<Arc<str>>,
-    pub device: DeviceRef,
+    /// Site, unit, bed, patient, device and source, shared with the message's other readings.
+    pub origin: Arc<Origin>,
     pub code: Code,
     /// What the scorer knows this reading as; absent for codes no score uses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub param: Option<Param>,
     pub value: Value,
     /// UCUM unit of `value` (canonical for `param` when `param` is set).
     pub ucum: Term,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_time: Option<Timestamp>,
     pub receive_time: Timestamp,
     /// Device time mapped onto the gateway clock; the time scoring uses.
     pub corrected_time: Timestamp,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quality: Vec<Quality>,
-    /// Shared by every reading of a message: one reference count instead of three strings'.
-    pub source: Arc<SourceRef>,
 }
 
 impl Observation {
@@ -167,13 +169,146 @@ impl Observation {
         self.value.as_f64()
     }
 
+    pub fn site(&self) -> Option<&str> {
+        self.origin.site.as_deref()
+    }
+
+    pub fn unit(&self) -> Option<&str> {
+        self.origin.unit.as_deref()
+    }
+
+    pub fn bed(&self) -> Option<&str> {
+        self.origin.bed.as_deref()
+    }
+
+    /// Encounter id, absent while the bed has no admitted patient.
+    pub fn patient(&self) -> Option<&str> {
+        self.origin.patient.as_deref()
+    }
+
+    pub fn device(&self) -> &DeviceRef {
+        &self.origin.device
+    }
+
+    pub fn source(&self) -> &SourceRef {
+        &self.origin.source
+    }
+
     /// The partition key: patient, else `bed:<unit>/<bed>`.
     pub fn key(&self) -> String {
-        match (&self.patient, &self.bed) {
+        let o = &*self.origin;
+        match (&o.patient, &o.bed) {
             (Some(p), _) => p.to_string(),
-            (None, Some(b)) => format!("bed:{}/{}", self.unit.as_deref().unwrap_or(""), b),
-            (None, None) => format!("device:{}", self.device.id),
+            (None, Some(b)) => format!("bed:{}/{}", o.unit.as_deref().unwrap_or(""), b),
+            (None, None) => format!("device:{}", o.device.id),
         }
+    }
+}
+
+/// The JSON form of an [`Observation`], borrowed for writing: flat, as it has always been.
+#[derive(Serialize)]
+struct ObservationOut<'a> {
+    schema: u32,
+    id: ObsId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'a Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bed: Option<&'a Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patient: Option<&'a Arc<str>>,
+    device: &'a DeviceRef,
+    code: &'a Code,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    param: Option<Param>,
+    value: &'a Value,
+    ucum: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_time: Option<Timestamp>,
+    receive_time: Timestamp,
+    corrected_time: Timestamp,
+    #[serde(skip_serializing_if = "<[Quality]>::is_empty")]
+    quality: &'a [Quality],
+    source: &'a SourceRef,
+}
+
+/// The JSON form of an [`Observation`], owned for reading.
+#[derive(Deserialize)]
+struct ObservationIn {
+    schema: u32,
+    id: ObsId,
+    #[serde(default)]
+    site: Option<Arc<str>>,
+    #[serde(default)]
+    unit: Option<Arc<str>>,
+    #[serde(default)]
+    bed: Option<Arc<str>>,
+    #[serde(default)]
+    patient: Option<Arc<str>>,
+    device: DeviceRef,
+    code: Code,
+    #[serde(default)]
+    param: Option<Param>,
+    value: Value,
+    ucum: Term,
+    #[serde(default)]
+    device_time: Option<Timestamp>,
+    receive_time: Timestamp,
+    corrected_time: Timestamp,
+    #[serde(default)]
+    quality: Vec<Quality>,
+    source: SourceRef,
+}
+
+impl Serialize for Observation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let o = &*self.origin;
+        ObservationOut {
+            schema: self.schema,
+            id: self.id,
+            site: o.site.as_ref(),
+            unit: o.unit.as_ref(),
+            bed: o.bed.as_ref(),
+            patient: o.patient.as_ref(),
+            device: &o.device,
+            code: &self.code,
+            param: self.param,
+            value: &self.value,
+            ucum: &self.ucum,
+            device_time: self.device_time,
+            receive_time: self.receive_time,
+            corrected_time: self.corrected_time,
+            quality: &self.quality,
+            source: &o.source,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Observation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = ObservationIn::deserialize(d)?;
+        Ok(Observation {
+            schema: w.schema,
+            id: w.id,
+            origin: Arc::new(Origin {
+                site: w.site,
+                unit: w.unit,
+                bed: w.bed,
+                patient: w.patient,
+                device: w.device,
+                source: w.source,
+            }),
+            code: w.code,
+            param: w.param,
+            value: w.value,
+            ucum: w.ucum,
+            device_time: w.device_time,
+            receive_time: w.receive_time,
+            corrected_time: w.corrected_time,
+            quality: w.quality,
+        })
     }
 }
 

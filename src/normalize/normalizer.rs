@@ -9,8 +9,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::{
     is_sedative_label, observation_id, CensusEvent, CensusKind, Code, CodeSystem, DeviceRef, Drug,
-    IngestRecord, Observation, Param, Quality, SourceRef, Term, Timestamp, Value, CENSUS_SCHEMA,
-    OBSERVATION_SCHEMA,
+    IngestRecord, Observation, Origin, Param, Quality, SourceRef, Term, Timestamp, Value,
+    CENSUS_SCHEMA, OBSERVATION_SCHEMA,
 };
 use crate::protocol::device::{DeviceCode, DeviceReport, ReadingStatus, ReadingValue};
 use crate::protocol::hl7::{
@@ -135,6 +135,8 @@ pub struct Normalizer {
     protocol: Arc<str>,
     /// The parser's index vectors, reused from message to message.
     parse_buffers: hl7::ParseBuffers,
+    /// The decoder's row vectors, reused likewise.
+    row_buffers: hl7::RowBuffers,
     /// Strings that recur message after message (bed, unit, patient, device, source): one
     /// shared copy each instead of an allocation per message.
     shared: Shared,
@@ -189,6 +191,7 @@ impl Normalizer {
             clock_key: String::new(),
             protocol: Arc::from("hl7"),
             parse_buffers: hl7::ParseBuffers::default(),
+            row_buffers: hl7::RowBuffers::default(),
             shared: Shared::default(),
         }
     }
@@ -330,10 +333,17 @@ impl Normalizer {
         message_type.push('^');
         message_type.push_str(trigger);
         // The common case: rows borrowed from the message, only the fields normalization reads.
-        if let Some(r) = hl7::decode_fields(msg, &opts)? {
+        let mut spare = std::mem::take(&mut self.row_buffers);
+        let fast = hl7::decode_fields_with(msg, (code, trigger), &opts, &mut spare);
+        if let Ok(Some(r)) = fast {
             let protocol = Arc::clone(&self.protocol);
-            return Ok(self.observations(source, &r, receive_time, message_type, protocol));
+            let out = self.observations(source, &r, receive_time, message_type, protocol);
+            spare.give_back(r);
+            self.row_buffers = spare;
+            return Ok(out);
         }
+        self.row_buffers = spare;
+        fast?;
         match hl7::decode(msg, &opts)? {
             Decoded::Observations(r) => {
                 let protocol = Arc::clone(&self.protocol);
@@ -446,11 +456,11 @@ impl Normalizer {
             unit,
             bed,
             patient,
-            source_ref: Arc::new(SourceRef {
+            source_ref: SourceRef {
                 protocol,
                 source: shared.get(source),
                 message: Arc::from(r.control_id.as_ref()),
-            }),
+            },
             receive_time,
             offset,
             message_time: r.message_time,
@@ -554,34 +564,31 @@ impl Normalizer {
                     _ => None,
                 })
         };
-        let device = GroupDevice {
-            id: shared.get(
-                non_empty(&g.filler_id)
-                    .or(non_empty(ctx.sending_app))
-                    .unwrap_or(ctx.source),
-            ),
-            model: non_empty(&g.device_code.text).map(|m| shared.get(m)),
-        };
+        let model = non_empty(&g.device_code.text).map(|m| shared.get(m));
+        let group_id = non_empty(&g.filler_id)
+            .or(non_empty(ctx.sending_app))
+            .unwrap_or(ctx.source);
+        let device = ctx.origin(shared.get(group_id), model.clone());
 
         // Per channel: flow and concentration, and whether a dose row came.
         let mut flows: Vec<(&'m str, ChannelFlow)> = Vec::new();
-        let mut last_equipment: Option<(&'m str, Arc<str>)> = None;
+        let mut last_equipment: Option<(&'m str, Arc<Origin>)> = None;
         for row in &g.rows {
             if row.device_row || row.is_waveform() || trim(row.value).is_empty() {
                 continue;
             }
-            let device_id = match non_empty(row.equipment_id) {
-                None => Arc::clone(&device.id),
+            let origin = match non_empty(row.equipment_id) {
+                None => Arc::clone(&device),
                 Some(e) => match &last_equipment {
-                    Some((prev, id)) if *prev == e => Arc::clone(id),
+                    Some((prev, o)) if *prev == e => Arc::clone(o),
                     _ => {
-                        let id = shared.get(e);
-                        last_equipment = Some((e, Arc::clone(&id)));
-                        id
+                        let o = ctx.origin(shared.get(e), model.clone());
+                        last_equipment = Some((e, Arc::clone(&o)));
+                        o
                     }
                 },
             };
-            if !self.row(ctx, g, row, &device, device_id, &drug_on, out) {
+            if !self.row(ctx, g, row, origin, &drug_on, out) {
                 continue;
             }
             let Some(IngestRecord::Observation(o)) = out.last() else {
@@ -632,7 +639,7 @@ impl Normalizer {
             };
             let running = if ml_h > 0.0 { 1.0 } else { 0.0 };
             out.push(IngestRecord::Observation(ctx.observation(
-                device.device_ref(Arc::clone(&device.id)),
+                Arc::clone(&device),
                 code,
                 Some(Param::Sedation),
                 Value::Num(running),
@@ -673,7 +680,7 @@ impl Normalizer {
                 }
             }
             out.push(IngestRecord::Observation(ctx.observation(
-                device.device_ref(Arc::clone(&device.id)),
+                Arc::clone(&device),
                 code,
                 Some(param),
                 Value::Num(dose),
@@ -691,8 +698,7 @@ impl Normalizer {
         ctx: &Ctx<'_>,
         g: &ObsGroup<'_, ObxFields<'_>>,
         row: &ObxFields<'_>,
-        device: &GroupDevice,
-        device_id: Arc<str>,
+        origin: Arc<Origin>,
         drug_on: &dyn Fn(&str) -> Option<Drug>,
         out: &mut Vec<IngestRecord>,
     ) -> bool {
@@ -741,7 +747,6 @@ impl Normalizer {
                 _ => self.tables.term(r),
             }),
         };
-        let device = device.device_ref(device_id);
         let (value, param, ucum) = match parse_f64(raw) {
             Some(v) if v.is_finite() => {
                 if self.tables.is_sentinel(v) {
@@ -770,7 +775,7 @@ impl Normalizer {
             _ => {
                 // A text value cannot feed a numeric score.
                 out.push(IngestRecord::Observation(ctx.observation(
-                    device,
+                    origin,
                     code,
                     None,
                     Value::Text(raw.to_string()),
@@ -783,7 +788,7 @@ impl Normalizer {
             }
         };
         out.push(IngestRecord::Observation(ctx.observation(
-            device,
+            origin,
             code,
             param,
             Value::Num(value),
@@ -837,17 +842,33 @@ struct Ctx<'a> {
     unit: Option<Arc<str>>,
     bed: Option<Arc<str>>,
     patient: Option<Arc<str>>,
-    source_ref: Arc<SourceRef>,
+    source_ref: SourceRef,
     receive_time: Timestamp,
     offset: i64,
     message_time: Option<Timestamp>,
 }
 
 impl Ctx<'_> {
+    /// The origin of readings from device `id` in this message.
+    fn origin(&self, id: Arc<str>, model: Option<Arc<str>>) -> Arc<Origin> {
+        Arc::new(Origin {
+            site: self.site.clone(),
+            unit: self.unit.clone(),
+            bed: self.bed.clone(),
+            patient: self.patient.clone(),
+            device: DeviceRef {
+                id,
+                model,
+                profile: None,
+            },
+            source: self.source_ref.clone(),
+        })
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn observation(
         &self,
-        device: DeviceRef,
+        origin: Arc<Origin>,
         code: Code,
         param: Option<Param>,
         value: Value,
@@ -858,12 +879,13 @@ impl Ctx<'_> {
     ) -> Observation {
         Observation {
             schema: OBSERVATION_SCHEMA,
-            id: observation_id(&device.id, &code, device_time.unwrap_or(corrected), &value),
-            site: self.site.clone(),
-            unit: self.unit.clone(),
-            bed: self.bed.clone(),
-            patient: self.patient.clone(),
-            device,
+            id: observation_id(
+                &origin.device.id,
+                &code,
+                device_time.unwrap_or(corrected),
+                &value,
+            ),
+            origin,
             code,
             param,
             value,
@@ -872,24 +894,6 @@ impl Ctx<'_> {
             receive_time: self.receive_time,
             corrected_time: corrected,
             quality,
-            source: self.source_ref.clone(),
-        }
-    }
-}
-
-/// The device of an OBR group: OBR-3 (else the sending application, else the source) unless a
-/// row names its own equipment in OBX-18.
-struct GroupDevice {
-    id: Arc<str>,
-    model: Option<Arc<str>>,
-}
-
-impl GroupDevice {
-    fn device_ref(&self, id: Arc<str>) -> DeviceRef {
-        DeviceRef {
-            id,
-            model: self.model.clone(),
-            profile: None,
         }
     }
 }
@@ -960,7 +964,7 @@ fn flag_low_perfusion_spo2(t: &NormalizeTables, recs: &mut [IngestRecord]) {
     let weak: Vec<(Timestamp, Arc<str>)> = readings(recs)
         .filter(|o| o.param == Some(Param::PerfusionIndex) && o.is_usable())
         .filter(|o| o.numeric().is_some_and(|v| v < rule.perfusion_index_below))
-        .map(|o| (o.corrected_time, o.device.id.clone()))
+        .map(|o| (o.corrected_time, o.origin.device.id.clone()))
         .collect();
     if weak.is_empty() {
         return;
@@ -968,7 +972,7 @@ fn flag_low_perfusion_spo2(t: &NormalizeTables, recs: &mut [IngestRecord]) {
     for o in readings_mut(recs).filter(|o| o.param == Some(Param::SpO2)) {
         let hit = weak
             .iter()
-            .any(|(t, d)| (o.corrected_time.since(*t)).abs() <= 60_000 && *d == o.device.id);
+            .any(|(t, d)| (o.corrected_time.since(*t)).abs() <= 60_000 && *d == o.origin.device.id);
         if hit {
             flag_artifact(o);
         }

@@ -114,7 +114,7 @@ impl Scorer {
     }
 
     fn on_observation(&mut self, obs: &Observation) -> Option<ScoreSet> {
-        let patient = obs.patient.as_deref()?;
+        let patient = obs.patient()?;
         let st = self
             .patients
             .entry(patient.to_string())

@@ -474,8 +474,8 @@ impl PatientState {
             return false;
         }
         // Observation strings are shared `Arc<str>`; copy into the kept buffers.
-        for (mine, theirs) in [(&mut self.unit, &obs.unit), (&mut self.bed, &obs.bed)] {
-            if let Some(t) = theirs.as_deref() {
+        for (mine, theirs) in [(&mut self.unit, obs.unit()), (&mut self.bed, obs.bed())] {
+            if let Some(t) = theirs {
                 let s = mine.get_or_insert_with(String::new);
                 s.clear();
                 s.push_str(t);

@@ -22,7 +22,7 @@ impl Scorer {
                 None
             }
             IngestRecord::Observation(obs) => {
-                let patient = obs.patient.as_deref()?;
+                let patient = obs.patient()?;
                 let st = self
                     .patients
                     .entry(patient.to_string())
@@ -87,7 +87,7 @@ pub async fn run(
         if let Some(p) = partition {
             for rec in &batch {
                 let patient = match rec {
-                    IngestRecord::Observation(o) => o.patient.as_deref(),
+                    IngestRecord::Observation(o) => o.patient(),
                     IngestRecord::Census(c) => Some(c.patient.as_str()),
                 };
                 if let Some(patient) = patient {

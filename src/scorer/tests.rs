@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::{
-    Code, CodeSystem, DeviceRef, Drug, ObsId, Param, Quality, Score, ScoreKind, Value, HOUR_MS,
+    Code, CodeSystem, Drug, ObsId, Origin, Param, Quality, Score, ScoreKind, Value, HOUR_MS,
     MINUTE_MS,
 };
 
@@ -25,11 +25,12 @@ fn obs(id: &str, param: Param, value: f64, t: Timestamp) -> Observation {
     Observation {
         schema: 1,
         id: ObsId::of_text(id),
-        site: None,
-        unit: Some("ICU1".into()),
-        bed: Some("3".into()),
-        patient: Some("P1".into()),
-        device: DeviceRef::default(),
+        origin: Arc::new(Origin {
+            unit: Some("ICU1".into()),
+            bed: Some("3".into()),
+            patient: Some("P1".into()),
+            ..Origin::default()
+        }),
         code: Code {
             system: CodeSystem::Local,
             code: param.name().into(),
@@ -42,7 +43,6 @@ fn obs(id: &str, param: Param, value: f64, t: Timestamp) -> Observation {
         receive_time: t,
         corrected_time: t,
         quality: Vec::new(),
-        source: Default::default(),
     }
 }
 
@@ -876,7 +876,10 @@ mod handling {
         assert!(sc.handle(&IngestRecord::Observation(o)).is_none(), "repeat");
 
         let mut none = obs("b", Param::HeartRate, 80.0, at_min(6));
-        none.patient = None;
+        none.origin = Arc::new(Origin {
+            patient: None,
+            ..(*none.origin).clone()
+        });
         assert!(sc.handle(&IngestRecord::Observation(none)).is_none());
 
         let set = sc

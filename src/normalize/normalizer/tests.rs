@@ -53,11 +53,11 @@ fn device_data_gets_its_patient_from_the_bed_and_is_converted_and_flagged() {
     let obs = observations(&out);
     assert_eq!(obs.len(), 8, "device row skipped, every reading kept");
     let hr = find(&obs, Param::HeartRate);
-    assert_eq!(hr.patient.as_deref(), Some("V3"));
-    assert_eq!(hr.bed.as_deref(), Some("BED03"));
+    assert_eq!(hr.patient(), Some("V3"));
+    assert_eq!(hr.bed(), Some("BED03"));
     assert_eq!(hr.value, Value::Num(112.0));
     assert_eq!(hr.ucum, "/min");
-    assert_eq!(&*hr.device.id, "MON3");
+    assert_eq!(&*hr.device().id, "MON3");
     assert!(hr.is_usable());
     // Device clock within tolerance: the OBX-14 time stands.
     assert_eq!(
@@ -129,7 +129,7 @@ fn pump_flow_becomes_a_dose_with_the_admit_weight() {
     let dose = find(&obs, Param::Dose(Drug::Norepinephrine));
     assert_eq!(dose.value, Value::Num(0.05));
     assert_eq!(dose.ucum, "ug/kg/min");
-    assert_eq!(dose.patient.as_deref(), Some("V7"), "patient from the MRN");
+    assert_eq!(dose.patient(), Some("V7"), "patient from the MRN");
 
     // Without a known weight no dose is guessed.
     let mut n = norm();
@@ -158,10 +158,7 @@ fn lab_results_land_with_loinc_and_canonical_units() {
         Timestamp::parse_rfc3339("2026-01-05T09:30:00Z").unwrap()
     );
     let glucose = obs.iter().find(|o| o.code.code == "2345-7").unwrap();
-    assert_eq!(
-        (glucose.param, glucose.patient.as_deref()),
-        (None, Some("V1"))
-    );
+    assert_eq!((glucose.param, glucose.patient()), (None, Some("V1")));
 }
 
 #[test]
@@ -263,13 +260,9 @@ fn device_reports_go_through_the_same_tables_as_hl7() {
     let obs = observations(&out);
     assert_eq!(obs.len(), 3, "the unavailable reading is not emitted");
     let hr = find(&obs, Param::HeartRate);
-    assert_eq!(
-        hr.patient.as_deref(),
-        Some("V7"),
-        "patient from the bed's census"
-    );
-    assert_eq!(hr.device.id.as_ref(), "MON7");
-    assert_eq!(&*hr.source.protocol, "serial");
+    assert_eq!(hr.patient(), Some("V7"), "patient from the bed's census");
+    assert_eq!(hr.device().id.as_ref(), "MON7");
+    assert_eq!(&*hr.source().protocol, "serial");
     assert_eq!(hr.device_time, Some(t0()));
     assert!(hr.quality.is_empty());
     let spo2 = find(&obs, Param::SpO2);
@@ -313,17 +306,24 @@ fn recurring_strings_are_shared_across_messages() {
     let (a, b) = (observations(&a), observations(&b));
     let (ha, hb) = (find(&a, Param::HeartRate), find(&b, Param::HeartRate));
     for (x, y) in [
-        (&ha.bed, &hb.bed),
-        (&ha.patient, &hb.patient),
-        (&ha.unit, &hb.unit),
+        (&ha.origin.bed, &hb.origin.bed),
+        (&ha.origin.patient, &hb.origin.patient),
+        (&ha.origin.unit, &hb.origin.unit),
     ] {
         let (Some(x), Some(y)) = (x, y) else {
             panic!("bed, patient and unit are set");
         };
         assert!(Arc::ptr_eq(x, y), "{x} is one shared copy");
     }
-    assert!(Arc::ptr_eq(&ha.device.id, &hb.device.id));
-    assert!(Arc::ptr_eq(&ha.source.source, &hb.source.source));
+    assert!(Arc::ptr_eq(&ha.device().id, &hb.device().id));
+    assert!(Arc::ptr_eq(&ha.source().source, &hb.source().source));
+    // Within a message, the readings of one device share one origin; a row naming its own
+    // equipment (OBX-18) has its own.
+    let (spo2, rr) = (find(&a, Param::SpO2), find(&a, Param::RespRate));
+    assert!(Arc::ptr_eq(&spo2.origin, &rr.origin));
+    assert_eq!(&*spo2.device().id, "F1");
+    assert!(!Arc::ptr_eq(&ha.origin, &spo2.origin));
+    assert_eq!(ha.origin.bed, spo2.origin.bed);
     // Mapped code, its reference id and the canonical unit come from the tables.
     assert!(matches!(ha.code.code, Cow::Borrowed("147842")));
     assert!(matches!(

@@ -646,11 +646,12 @@ fn first_piece(s: &str, sep: u8) -> &str {
 /// Containment rows get only their code and sub-id: nothing else of them is read.
 fn obx_fields<'m>(
     s: Segment<'m>,
+    plain: bool,
     opts: &DecodeOptions,
     times: &mut TsCache<'m>,
 ) -> Option<ObxFields<'m>> {
     let d = s.delimiters();
-    if find_byte(d.escape, s.as_str().as_bytes()).is_some() {
+    if !plain && find_byte(d.escape, s.as_str().as_bytes()).is_some() {
         return None;
     }
     let (c, r) = (d.component, d.repetition);
@@ -702,10 +703,77 @@ pub fn decode_fields<'m>(
     opts: &DecodeOptions,
 ) -> Result<Option<ObservationReport<'m, ObxFields<'m>>>, DecodeError> {
     let (code, trigger, _) = msg.message_type();
+    decode_fields_with(msg, (code, trigger), opts, &mut RowBuffers::default())
+}
+
+/// [`decode_fields`] for a caller that has read MSH-9 already (`(code, trigger)`), with row
+/// vectors taken from `spare` (give them back with [`RowBuffers::give_back`]).
+pub fn decode_fields_with<'m>(
+    msg: &'m Message<'_>,
+    (code, trigger): (&str, &str),
+    opts: &DecodeOptions,
+    spare: &mut RowBuffers,
+) -> Result<Option<ObservationReport<'m, ObxFields<'m>>>, DecodeError> {
     if !matches!((code, trigger), ("ORU", "R01" | "R42")) {
         return Ok(None);
     }
-    decode_oru_with(msg, opts, obx_fields)
+    // One search over the message instead of one per OBX: the escape character normally
+    // appears once, in MSH-2's encoding characters, and nowhere else.
+    let plain = escapes_only_in_msh2(msg);
+    decode_oru_with(
+        msg,
+        opts,
+        |s, o, t| obx_fields(s, plain, o, t),
+        || spare.take(),
+    )
+}
+
+/// Row vectors kept from one message to the next, so a report's rows cost no allocation.
+#[derive(Debug, Default)]
+pub struct RowBuffers(Vec<Vec<ObxFields<'static>>>);
+
+impl RowBuffers {
+    /// Vectors kept at most, and the largest capacity kept: a burst of huge messages does not
+    /// pin its memory.
+    const KEEP: usize = 16;
+    const KEEP_ROWS: usize = 1024;
+
+    fn take<'m>(&mut self) -> Vec<ObxFields<'m>> {
+        match self.0.pop() {
+            Some(v) => relabel(v),
+            None => Vec::with_capacity(24),
+        }
+    }
+
+    /// Keeps the row vectors of a report that is done with.
+    pub fn give_back(&mut self, report: ObservationReport<'_, ObxFields<'_>>) {
+        for g in report.groups {
+            if self.0.len() < Self::KEEP && g.rows.capacity() <= Self::KEEP_ROWS {
+                self.0.push(relabel(g.rows));
+            }
+        }
+    }
+}
+
+/// The same allocation, emptied, under another lifetime: nothing borrowed crosses over. (A
+/// vector's own iterator collected into elements of the same layout is collected in place.)
+fn relabel<'b>(mut v: Vec<ObxFields<'_>>) -> Vec<ObxFields<'b>> {
+    v.clear();
+    v.into_iter().map(|_| ObxFields::default()).collect()
+}
+
+/// Whether the message's only escape character is the one in MSH-2 (so no field holds an
+/// escape sequence).
+fn escapes_only_in_msh2(msg: &Message<'_>) -> bool {
+    let esc = msg.delimiters().escape;
+    let in_msh2 = msg
+        .msh()
+        .field(2)
+        .as_str()
+        .bytes()
+        .filter(|&b| b == esc)
+        .count();
+    memchr::memchr_iter(esc, msg.as_str().as_bytes()).count() == in_msh2
 }
 
 fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions, times: &mut TsCache<'m>) -> ObxRow<'m> {
@@ -770,9 +838,11 @@ fn decode_oru<'m>(
     opts: &DecodeOptions,
 ) -> Result<ObservationReport<'m>, DecodeError> {
     let full = |s: Segment<'m>, o: &DecodeOptions, t: &mut TsCache<'m>| Some(obx_row(s, o, t));
-    decode_oru_with(msg, opts, full)?.ok_or_else(|| DecodeError::Missing {
-        what: "OBX segment",
-        position: format!("{} message", msg.msh().field(9).as_str()),
+    decode_oru_with(msg, opts, full, || Vec::with_capacity(24))?.ok_or_else(|| {
+        DecodeError::Missing {
+            what: "OBX segment",
+            position: format!("{} message", msg.msh().field(9).as_str()),
+        }
     })
 }
 
@@ -781,6 +851,7 @@ fn decode_oru_with<'m, R: Default>(
     msg: &'m Message<'_>,
     opts: &DecodeOptions,
     mut row: impl FnMut(Segment<'m>, &DecodeOptions, &mut TsCache<'m>) -> Option<R>,
+    mut new_rows: impl FnMut() -> Vec<R>,
 ) -> Result<Option<ObservationReport<'m, R>>, DecodeError> {
     let msh = msg.msh();
     let mut pid = None;
@@ -797,7 +868,7 @@ fn decode_oru_with<'m, R: Default>(
                 filler_id: comp(s.field(3), 1),
                 device_code: coded(s.field(4)),
                 obs_time: times.get(s.field(7), opts),
-                rows: Vec::with_capacity(24),
+                rows: new_rows(),
             }),
             "OBX" => {
                 n_obx += 1;
@@ -806,10 +877,14 @@ fn decode_oru_with<'m, R: Default>(
                 };
                 match groups.last_mut() {
                     Some(g) => g.rows.push(row),
-                    None => groups.push(ObsGroup {
-                        rows: vec![row],
-                        ..ObsGroup::default()
-                    }),
+                    None => {
+                        let mut rows = new_rows();
+                        rows.push(row);
+                        groups.push(ObsGroup {
+                            rows,
+                            ..ObsGroup::default()
+                        });
+                    }
                 }
             }
             _ => {}
@@ -1144,5 +1219,45 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
         // Not an observation report: nothing for the fast path.
         let adt = parse(b"MSH|^~\\&|A|H|||2024||ADT^A01|C|P|2.5\rPID|||X\r").unwrap();
         assert_eq!(decode_fields(&adt, &OPTS).unwrap(), None);
+        // An escape outside the OBX segments (here in the patient name) keeps the fast path,
+        // and its rows are the same.
+        let named = raw.replacen("PID|", "PID|||||O\\T\\Brien|", 1);
+        assert_ne!(named, raw, "the bench message has a PID");
+        let m = parse(named.as_bytes()).unwrap();
+        let again = decode_fields(&m, &OPTS).unwrap().expect("fast path");
+        assert_eq!(again.groups, fast.groups);
+    }
+
+    #[test]
+    fn row_vectors_come_back_empty_and_are_reused() {
+        let raw = include_str!("../../../benches/data/pcd01_20obx.hl7");
+        let short = "MSH|^~\\&|GW|ICU|||20250301101500||ORU^R01|C2|P|2.6\r\
+OBR|1||F1|69965^MDS^MDC|||20250301101500\r\
+OBX|1|NM|147842^HR^MDC|1.2.1.1|80|264864^bpm^MDC|||||R\r";
+        let mut spare = RowBuffers::default();
+        let first = parse(raw.as_bytes()).unwrap();
+        let r = decode_fields_with(&first, ("ORU", "R01"), &OPTS, &mut spare)
+            .unwrap()
+            .expect("fast path");
+        let capacity = r.groups.first().map(|g| g.rows.capacity()).unwrap_or(0);
+        assert!(capacity >= 20);
+        spare.give_back(r);
+        // The next message gets the kept vector: its allocation, none of its rows.
+        let second = parse(short.as_bytes()).unwrap();
+        let r = decode_fields_with(&second, ("ORU", "R01"), &OPTS, &mut spare)
+            .unwrap()
+            .expect("fast path");
+        assert_eq!(r.groups.first().map(|g| g.rows.capacity()), Some(capacity));
+        assert_eq!(r, decode_fields(&second, &OPTS).unwrap().expect("fast path"));
+        assert_eq!(r.groups.iter().map(|g| g.rows.len()).sum::<usize>(), 1);
+        spare.give_back(r);
+        // A vector grown past the limit is not kept.
+        let mut big = RowBuffers::default();
+        let mut report = decode_fields(&second, &OPTS).unwrap().expect("fast path");
+        if let Some(g) = report.groups.first_mut() {
+            g.rows.reserve(RowBuffers::KEEP_ROWS * 2);
+        }
+        big.give_back(report);
+        assert!(big.0.is_empty());
     }
 }

@@ -17,8 +17,9 @@ pub use ack::{
     AckCompat, AckErr, AckMode, AckParseError, ErrLocation, Outcome, ParsedAck,
 };
 pub use decode::{
-    decode, decode_fields, AdtEvent, CodedValue, DecodeError, DecodeOptions, Decoded, Location,
-    ObsGroup, ObservationReport, ObxFields, ObxRow, PatientIdentifier, PatientIds,
+    decode, decode_fields, decode_fields_with, AdtEvent, CodedValue, DecodeError, DecodeOptions,
+    Decoded, Location, ObsGroup, ObservationReport, ObxFields, ObxRow, PatientIdentifier,
+    PatientIds, RowBuffers,
 };
 pub use escape::{escape, unescape};
 pub use parse::{

@@ -727,6 +727,7 @@ impl<'m> Segment<'m> {
 
     /// Field `n` (1-based, HL7 numbering; for MSH, field 1 is the separator and field 2 the
     /// encoding characters). An absent field is empty.
+    #[inline]
     pub fn field(&self, n: usize) -> Field<'m> {
         let raw = self.raw_field(n);
         Field {
@@ -736,6 +737,7 @@ impl<'m> Segment<'m> {
         }
     }
 
+    #[inline]
     fn raw_field(&self, n: usize) -> &'m str {
         if n == 0 {
             return self.name();

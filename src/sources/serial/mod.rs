@@ -215,7 +215,7 @@ impl DeviceFeed {
         let IngestRecord::Observation(o) = r else {
             return true;
         };
-        let key = format!("{}|{}|{:?}", o.device.id, o.code.code, o.param);
+        let key = format!("{}|{}|{:?}", o.device().id, o.code.code, o.param);
         match self.last_ids.get_mut(&key) {
             Some(last) if *last == o.id => false,
             Some(last) => {
