@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::parse::{find_byte, find_either, Field, Message, Segment};
+use super::parse::{find_byte, find_either, Delimiters, Field, Message, Segment};
 use super::time::parse_ts;
 use crate::model::Timestamp;
 
@@ -723,6 +723,7 @@ pub fn decode_fields_with<'m>(
     decode_oru_with(
         msg,
         opts,
+        plain,
         |s, o, t| obx_fields(s, plain, o, t),
         || spare.take(),
     )
@@ -838,7 +839,7 @@ fn decode_oru<'m>(
     opts: &DecodeOptions,
 ) -> Result<ObservationReport<'m>, DecodeError> {
     let full = |s: Segment<'m>, o: &DecodeOptions, t: &mut TsCache<'m>| Some(obx_row(s, o, t));
-    decode_oru_with(msg, opts, full, || Vec::with_capacity(24))?.ok_or_else(|| {
+    decode_oru_with(msg, opts, false, full, || Vec::with_capacity(24))?.ok_or_else(|| {
         DecodeError::Missing {
             what: "OBX segment",
             position: format!("{} message", msg.msh().field(9).as_str()),
@@ -847,13 +848,16 @@ fn decode_oru<'m>(
 }
 
 /// The ORU walk shared by [`decode`] and [`decode_fields`]; `Ok(None)` when `row` gives up.
+/// `plain`: the message holds no escape, so header fields are borrowed as they stand.
 fn decode_oru_with<'m, R: Default>(
     msg: &'m Message<'_>,
     opts: &DecodeOptions,
+    plain: bool,
     mut row: impl FnMut(Segment<'m>, &DecodeOptions, &mut TsCache<'m>) -> Option<R>,
     mut new_rows: impl FnMut() -> Vec<R>,
 ) -> Result<Option<ObservationReport<'m, R>>, DecodeError> {
     let msh = msg.msh();
+    let d = msg.delimiters();
     let mut pid = None;
     let mut pv1 = None;
     let mut groups: Vec<ObsGroup<'m, R>> = Vec::new();
@@ -863,6 +867,23 @@ fn decode_oru_with<'m, R: Default>(
         match s.name() {
             "PID" if pid.is_none() => pid = Some(s),
             "PV1" if pv1.is_none() => pv1 = Some(s),
+            "OBR" if plain => {
+                let [placer] = plain_components(s.field(2), &d);
+                let [filler] = plain_components(s.field(3), &d);
+                let [code, text, system] = plain_components(s.field(4), &d);
+                let [time] = plain_components(s.field(7), &d);
+                groups.push(ObsGroup {
+                    placer_id: Cow::Borrowed(placer),
+                    filler_id: Cow::Borrowed(filler),
+                    device_code: CodedValue {
+                        code: Cow::Borrowed(code),
+                        text: Cow::Borrowed(text),
+                        system: Cow::Borrowed(system),
+                    },
+                    obs_time: times.text(time, opts),
+                    rows: new_rows(),
+                });
+            }
             "OBR" => groups.push(ObsGroup {
                 placer_id: comp(s.field(2), 1),
                 filler_id: comp(s.field(3), 1),
@@ -896,6 +917,20 @@ fn decode_oru_with<'m, R: Default>(
             position: format!("{} message", msh.field(9).as_str()),
         });
     }
+    if plain {
+        let [_, trigger] = plain_components(msh.field(9), &d);
+        let [time] = plain_components(msh.field(7), &d);
+        return Ok(Some(ObservationReport {
+            control_id: Cow::Borrowed(msh.field(10).as_str()),
+            trigger: Cow::Borrowed(trigger),
+            sending_app: plain_header_app(msh.field(3), &d),
+            sending_facility: plain_header_app(msh.field(4), &d),
+            message_time: times.text(time, opts),
+            patient: plain_patient_ids(pid, pv1, &d),
+            location: pv1.map_or_else(Location::default, |v| plain_location(v.field(3), &d)),
+            groups,
+        }));
+    }
     Ok(Some(ObservationReport {
         control_id: msh.field(10).decoded(),
         trigger: comp(msh.field(9), 2),
@@ -906,6 +941,82 @@ fn decode_oru_with<'m, R: Default>(
         location: pv1.map_or_else(Location::default, |v| location(v.field(3))),
         groups,
     }))
+}
+
+// Header fields of a message that holds no escape: borrowed as they stand, each field split
+// once. They read exactly as `comp`, `coded`, `header_app`, `location` and `patient_ids` do
+// (`plain_reads_match_the_decoded_ones`).
+
+/// Components 1..=N of a field's first repetition.
+fn plain_components<'m, const N: usize>(f: Field<'m>, d: &Delimiters) -> [&'m str; N] {
+    first_rep_components::<N>(f.as_str(), d.component, d.repetition)
+}
+
+fn plain_header_app<'m>(f: Field<'m>, d: &Delimiters) -> Text<'m> {
+    let [namespace, universal] = plain_components(f, d);
+    Cow::Borrowed(if namespace.is_empty() {
+        universal
+    } else {
+        namespace
+    })
+}
+
+fn plain_location<'m>(f: Field<'m>, d: &Delimiters) -> Location<'m> {
+    let sub = |c: &'m str| Cow::Borrowed(first_piece(c, d.subcomponent));
+    let [unit, room, bed, facility] = plain_components(f, d);
+    Location {
+        unit: sub(unit),
+        room: sub(room),
+        bed: sub(bed),
+        facility: sub(facility),
+    }
+}
+
+fn plain_identifiers<'m>(f: Field<'m>, d: &Delimiters) -> Vec<PatientIdentifier<'m>> {
+    f.as_str()
+        .split(char::from(d.repetition))
+        .filter_map(|rep| {
+            let [id, _, _, auth, id_type] =
+                first_rep_components::<5>(rep, d.component, d.repetition);
+            if id.is_empty() {
+                return None;
+            }
+            let [namespace, universal] =
+                first_rep_components::<2>(auth, d.subcomponent, d.repetition);
+            Some(PatientIdentifier {
+                id: Cow::Borrowed(id),
+                authority: Cow::Borrowed(if namespace.is_empty() {
+                    universal
+                } else {
+                    namespace
+                }),
+                id_type: Cow::Borrowed(id_type),
+            })
+        })
+        .collect()
+}
+
+fn plain_patient_ids<'m>(
+    pid: Option<Segment<'m>>,
+    pv1: Option<Segment<'m>>,
+    d: &Delimiters,
+) -> PatientIds<'m> {
+    let ids = match pid {
+        Some(p) => {
+            let ids = plain_identifiers(p.field(3), d);
+            if ids.is_empty() {
+                plain_identifiers(p.field(2), d)
+            } else {
+                ids
+            }
+        }
+        None => Vec::new(),
+    };
+    let visit = pv1.map(|v| plain_components::<1>(v.field(19), d)[0]);
+    PatientIds {
+        ids,
+        visit_number: visit.filter(|v| !v.is_empty()).map(Cow::Borrowed),
+    }
 }
 
 fn decode_adt<'m>(
@@ -1228,6 +1339,91 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
         assert_eq!(again.groups, fast.groups);
     }
 
+    /// The fast path against the full decode on one message: header, groups and every row
+    /// the normalizer reads.
+    fn assert_fast_matches_full(raw: &[u8], name: &str) -> bool {
+        let Ok(m) = parse(raw) else {
+            return false;
+        };
+        let Ok(Some(fast)) = decode_fields(&m, &OPTS) else {
+            return false;
+        };
+        let Ok(Decoded::Observations(full)) = decode(&m, &OPTS) else {
+            panic!("{name}: the fast path read an ORU the full decode does not");
+        };
+        let view = full.fields_view();
+        assert_eq!(fast.control_id, view.control_id, "{name}");
+        assert_eq!(fast.trigger, view.trigger, "{name}");
+        assert_eq!(fast.sending_app, view.sending_app, "{name}");
+        assert_eq!(fast.sending_facility, view.sending_facility, "{name}");
+        assert_eq!(fast.message_time, view.message_time, "{name}");
+        assert_eq!(fast.patient, view.patient, "{name}");
+        assert_eq!(fast.location, view.location, "{name}");
+        assert_eq!(fast.groups.len(), view.groups.len(), "{name}");
+        for (a, b) in fast.groups.iter().zip(&view.groups) {
+            assert_eq!(a.placer_id, b.placer_id, "{name}");
+            assert_eq!(a.filler_id, b.filler_id, "{name}");
+            assert_eq!(a.device_code, b.device_code, "{name}");
+            assert_eq!(a.obs_time, b.obs_time, "{name}");
+            assert_eq!(a.rows.len(), b.rows.len(), "{name}");
+            for (x, y) in a.rows.iter().zip(&b.rows) {
+                if y.device_row {
+                    assert_eq!((x.code, x.sub_id), (y.code, y.sub_id), "{name}");
+                } else {
+                    assert_eq!(x, y, "{name}");
+                }
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn plain_reads_match_the_decoded_ones() {
+        // Every observation report of the conformance corpus.
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/hl7"
+        ))];
+        let mut compared = 0;
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "hl7") {
+                    let raw = std::fs::read(&path).unwrap();
+                    if assert_fast_matches_full(&raw, &path.display().to_string()) {
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(compared >= 20, "only {compared} reports compared");
+        // Header shapes the corpus may lack: several identifiers, the authority only as a
+        // universal id, a location with subcomponents, a sender named by its universal id
+        // only, a repeated device code, the visit number; once plain and once with an
+        // escape in a header field (the decoded branch).
+        let tricky =
+            "MSH|^~\\&|^urn:oid:1.2^ISO|^^|||20250301101500+0100||ORU^R01^ORU_R01|C9|P|2.6\r\
+PID|||~MRN1^^^&2.16.840^ISO^MR~PAT9^^^HOSP^PI||Doe^Jane\r\
+PV1||I|ICU&Main^R1^B2&x^FAC||||||||||||||||V77^^^HOSP\r\
+OBR|1|P1^A|F1^B|69965^MDS^MDC~1^2^3|||20250301101500\r\
+OBX|1|NM|147842^HR^MDC|1.2.1.1|80|264864^bpm^MDC|||||R\r";
+        assert!(assert_fast_matches_full(tricky.as_bytes(), "tricky"));
+        let escaped = tricky.replace("FAC|", "F\\T\\C|");
+        assert!(assert_fast_matches_full(escaped.as_bytes(), "escaped"));
+        let m = parse(escaped.as_bytes()).unwrap();
+        let loc = decode_fields(&m, &OPTS).unwrap().unwrap().location;
+        assert_eq!(loc.facility, "F&C");
+        let m = parse(tricky.as_bytes()).unwrap();
+        let r = decode_fields(&m, &OPTS).unwrap().unwrap();
+        assert_eq!(r.sending_app, "urn:oid:1.2");
+        assert_eq!(r.patient.ids.len(), 2);
+        assert_eq!(r.patient.ids[0].authority, "2.16.840");
+        assert_eq!(r.patient.visit_number.as_deref(), Some("V77"));
+        assert_eq!((&*r.location.unit, &*r.location.bed), ("ICU", "B2"));
+    }
+
     #[test]
     fn row_vectors_come_back_empty_and_are_reused() {
         let raw = include_str!("../../../benches/data/pcd01_20obx.hl7");
@@ -1248,7 +1444,10 @@ OBX|1|NM|147842^HR^MDC|1.2.1.1|80|264864^bpm^MDC|||||R\r";
             .unwrap()
             .expect("fast path");
         assert_eq!(r.groups.first().map(|g| g.rows.capacity()), Some(capacity));
-        assert_eq!(r, decode_fields(&second, &OPTS).unwrap().expect("fast path"));
+        assert_eq!(
+            r,
+            decode_fields(&second, &OPTS).unwrap().expect("fast path")
+        );
         assert_eq!(r.groups.iter().map(|g| g.rows.len()).sum::<usize>(), 1);
         spare.give_back(r);
         // A vector grown past the limit is not kept.
