@@ -1425,6 +1425,50 @@ OBX|1|NM|147842^HR^MDC|1.2.1.1|80|264864^bpm^MDC|||||R\r";
     }
 
     #[test]
+    fn first_rep_components_split_like_a_plain_split() {
+        // Against a plain split on every short string over a small alphabet (separators,
+        // letters, a multi-byte character), at every length up to three words.
+        fn naive<const N: usize>(s: &str) -> [&str; N] {
+            let first = s.split('~').next().unwrap_or("");
+            let mut out = [""; N];
+            for (slot, piece) in out.iter_mut().zip(first.split('^')) {
+                *slot = piece;
+            }
+            out
+        }
+        let alphabet = ["^", "~", "a", "b", "é", "&"];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 25) as usize;
+            let s: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 60)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            assert_eq!(
+                first_rep_components::<1>(&s, b'^', b'~'),
+                naive::<1>(&s),
+                "{s}"
+            );
+            assert_eq!(
+                first_rep_components::<3>(&s, b'^', b'~'),
+                naive::<3>(&s),
+                "{s}"
+            );
+            assert_eq!(
+                first_rep_components::<6>(&s, b'^', b'~'),
+                naive::<6>(&s),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            first_rep_components::<6>("264864^MDC_DIM_BEAT_PER_MIN^MDC^/min^^UCUM~x", b'^', b'~'),
+            ["264864", "MDC_DIM_BEAT_PER_MIN", "MDC", "/min", "", "UCUM"]
+        );
+    }
+
+    #[test]
     fn row_vectors_come_back_empty_and_are_reused() {
         let raw = include_str!("../../../benches/data/pcd01_20obx.hl7");
         let short = "MSH|^~\\&|GW|ICU|||20250301101500||ORU^R01|C2|P|2.6\r\
