@@ -398,14 +398,15 @@ fn index(bytes: &[u8], bufs: ParseBuffers) -> Result<Index, ParseError> {
             Ok(full) => block_mask(full, fs),
             Err(_) => tail_mask(block, fs),
         };
-        while mask != 0 {
+        loop {
+            mask = push_separators(bytes, base, mask, fs, &mut seps);
+            if mask == 0 {
+                break;
+            }
+            // A line end.
             let at = base + mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let b = bytes.get(at).copied().unwrap_or(LF);
-            if b == fs {
-                seps.push(at as u32);
-                continue;
-            }
             if b == LF
                 && at > seg_start
                 && bytes.get(at - 1) != Some(&CR)
@@ -421,6 +422,22 @@ fn index(bytes: &[u8], bufs: ParseBuffers) -> Result<Index, ParseError> {
     }
     finish_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo)?;
     Ok(Index { delims, segs, seps })
+}
+
+/// Records the field separators among `mask`'s hits (bit i is `bytes[base + i]`), lowest
+/// first, up to the first line end; gives back the hits from that line end on (0 when none is
+/// left). Kept small so the loop holds its state in registers.
+#[inline]
+fn push_separators(bytes: &[u8], base: usize, mut mask: u64, fs: u8, seps: &mut Vec<u32>) -> u64 {
+    while mask != 0 {
+        let at = base + mask.trailing_zeros() as usize;
+        if bytes.get(at) != Some(&fs) {
+            return mask;
+        }
+        seps.push(at as u32);
+        mask &= mask - 1;
+    }
+    0
 }
 
 /// Bit i set where `block[i]` is the field separator, CR or LF. Eight bytes at a time in a
