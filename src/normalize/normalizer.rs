@@ -19,7 +19,7 @@ use crate::protocol::hl7::{
 };
 
 use super::census::Census;
-use super::number::{parse_f64, parse_u32};
+use super::number::{parse_f64, parse_u32, trim};
 use super::tables::{MappedParam, NormalizeTables};
 use super::units::{flow_to_dose, to_canonical};
 
@@ -532,7 +532,7 @@ impl Normalizer {
         let mut labelled: Vec<&'m str> = Vec::new();
         let mut pump_weight: Option<f64> = None;
         for row in &g.rows {
-            if let Some(code) = parse_u32(trim(row.code)) {
+            if let Some(code) = row.code_num {
                 if self.tables.is_drug_name_code(code) {
                     labelled.push(channel_of(row.sub_id));
                     if is_sedative_label(row.value) {
@@ -707,7 +707,7 @@ impl Normalizer {
         if code_str.is_empty() {
             return false;
         }
-        let mdc_num = parse_u32(code_str);
+        let mdc_num = row.code_num;
         let system = match sys {
             "MDC" => CodeSystem::Mdc,
             "LN" | "LOINC" | "LNC" => CodeSystem::Loinc,
@@ -895,21 +895,6 @@ impl Ctx<'_> {
             corrected_time: corrected,
             quality,
         }
-    }
-}
-
-/// `s.trim()`, without the Unicode scan when both ends are plainly not white space (the
-/// common case: HL7 fields are rarely padded).
-#[inline]
-fn trim(s: &str) -> &str {
-    match s.as_bytes() {
-        [] => s,
-        [first, .., last] | [first @ last]
-            if first.is_ascii_graphic() && last.is_ascii_graphic() =>
-        {
-            s
-        }
-        _ => s.trim(),
     }
 }
 

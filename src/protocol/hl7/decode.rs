@@ -12,6 +12,7 @@ use thiserror::Error;
 use super::parse::{find_byte, find_either, Delimiters, Field, Message, Segment};
 use super::time::parse_ts;
 use crate::model::Timestamp;
+use crate::normalize::number::{parse_u32, trim};
 
 type Text<'m> = Cow<'m, str>;
 
@@ -298,6 +299,8 @@ pub struct ObxFields<'a> {
     pub value_type: &'a str,
     /// OBX-3.1, .2, .3.
     pub code: &'a str,
+    /// `code` (trimmed) as a number, as MDC codes are: read once here for every reader.
+    pub code_num: Option<u32>,
     pub refid: &'a str,
     pub system: &'a str,
     /// OBX-4.
@@ -329,6 +332,7 @@ impl ObxRow<'_> {
             device_row: self.is_device_row(),
             value_type: &self.value_type,
             code: &self.code,
+            code_num: code_number(&self.code),
             refid: &self.refid,
             system: &self.system,
             sub_id: &self.sub_id,
@@ -632,6 +636,11 @@ fn first_rep_components<const N: usize>(s: &str, comp: u8, rep: u8) -> [&str; N]
     out
 }
 
+/// A code's number (MDC codes are numbers), read once for every reader of the row.
+fn code_number(code: &str) -> Option<u32> {
+    parse_u32(trim(code))
+}
+
 /// The text before the first `sep`.
 #[inline]
 fn first_piece(s: &str, sep: u8) -> &str {
@@ -662,6 +671,7 @@ fn obx_fields<'m>(
         return Some(ObxFields {
             device_row: true,
             code,
+            code_num: code_number(code),
             sub_id,
             ..ObxFields::default()
         });
@@ -682,6 +692,7 @@ fn obx_fields<'m>(
         device_row: false,
         value_type: s.field(2).as_str(),
         code,
+        code_num: code_number(code),
         refid,
         system,
         sub_id,
