@@ -476,6 +476,7 @@ fn tail_mask(block: &[u8], fs: u8) -> u64 {
 }
 
 /// Records the segment `bytes[start..end]` unless it is blank; checks its name.
+#[inline]
 fn finish_segment(
     bytes: &[u8],
     segs: &mut Vec<SegSpan>,
@@ -495,13 +496,7 @@ fn finish_segment(
         .get(start..first_sep.unwrap_or(end))
         .unwrap_or_default();
     if !valid_name(name) {
-        return Err(ParseError::new(
-            start,
-            Some((segs.len() + 1, name)),
-            ParseErrorKind::BadSegmentName {
-                found: short_lossy(name),
-            },
-        ));
+        return Err(bad_segment_name(start, segs.len() + 1, name));
     }
     segs.push(SegSpan {
         start: start as u32,
@@ -511,6 +506,20 @@ fn finish_segment(
         header: matches!(name, b"MSH" | b"FHS" | b"BHS"),
     });
     Ok(())
+}
+
+/// The error for segment `n` (1-based) at byte `start`, whose name is not three capitals or
+/// digits. Out of line: the index loop stays small.
+#[cold]
+#[inline(never)]
+fn bad_segment_name(start: usize, n: usize, name: &[u8]) -> ParseError {
+    ParseError::new(
+        start,
+        Some((n, name)),
+        ParseErrorKind::BadSegmentName {
+            found: short_lossy(name),
+        },
+    )
 }
 
 /// Whether the line at `p` continues the segment before it: text with a hard line wrap (a
