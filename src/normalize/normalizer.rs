@@ -343,6 +343,7 @@ impl Normalizer {
             return Ok(out);
         }
         self.row_buffers = spare;
+        // A decode error ends here; a report the fast path does not take goes to the full decode.
         fast?;
         match hl7::decode(msg, &opts)? {
             Decoded::Observations(r) => {
@@ -568,7 +569,9 @@ impl Normalizer {
         let group_id = non_empty(&g.filler_id)
             .or(non_empty(ctx.sending_app))
             .unwrap_or(ctx.source);
-        let device = ctx.origin(shared.get(group_id), model.clone());
+        // The group's device (OBR-3, else the sender); a row naming its own equipment (OBX-18)
+        // gets an origin of its own.
+        let group_origin = ctx.origin(shared.get(group_id), model.clone());
 
         // Per channel: flow and concentration, and whether a dose row came.
         let mut flows: Vec<(&'m str, ChannelFlow)> = Vec::new();
@@ -578,7 +581,7 @@ impl Normalizer {
                 continue;
             }
             let origin = match non_empty(row.equipment_id) {
-                None => Arc::clone(&device),
+                None => Arc::clone(&group_origin),
                 Some(e) => match &last_equipment {
                     Some((prev, o)) if *prev == e => Arc::clone(o),
                     _ => {
@@ -639,7 +642,7 @@ impl Normalizer {
             };
             let running = if ml_h > 0.0 { 1.0 } else { 0.0 };
             out.push(IngestRecord::Observation(ctx.observation(
-                Arc::clone(&device),
+                Arc::clone(&group_origin),
                 code,
                 Some(Param::Sedation),
                 Value::Num(running),
@@ -680,7 +683,7 @@ impl Normalizer {
                 }
             }
             out.push(IngestRecord::Observation(ctx.observation(
-                Arc::clone(&device),
+                Arc::clone(&group_origin),
                 code,
                 Some(param),
                 Value::Num(dose),

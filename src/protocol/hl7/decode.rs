@@ -747,8 +747,8 @@ pub struct RowBuffers(Vec<Vec<ObxFields<'static>>>);
 impl RowBuffers {
     /// Vectors kept at most, and the largest capacity kept: a burst of huge messages does not
     /// pin its memory.
-    const KEEP: usize = 16;
-    const KEEP_ROWS: usize = 1024;
+    const KEEP: usize = 8;
+    const KEEP_ROWS: usize = 256;
 
     fn take<'m>(&mut self) -> Vec<ObxFields<'m>> {
         match self.0.pop() {
