@@ -60,29 +60,59 @@ pub fn trim(s: &str) -> &str {
 }
 
 /// `s` as a `u32`, exactly what `s.parse::<u32>().ok()` gives: codes (MDC `150456`) are read
-/// three times a row, and the standard parser's generality costs several times this loop.
+/// three times a row, and the standard parser's generality costs several times this.
 pub fn parse_u32(s: &str) -> Option<u32> {
     let b = s.as_bytes();
     let digits = match b {
         [b'+', rest @ ..] => rest,
         _ => b,
     };
-    if digits.is_empty() {
+    match digits.len() {
+        0 => None,
+        4..=8 => eight_digits(digits),
+        // Ten digits may overflow: the standard parser decides.
+        10.. => s.parse().ok(),
+        _ => {
+            let mut v: u32 = 0;
+            for &c in digits {
+                let d = c.wrapping_sub(b'0');
+                if d > 9 {
+                    return None;
+                }
+                v = v * 10 + u32::from(d);
+            }
+            Some(v)
+        }
+    }
+}
+
+/// Four to eight ASCII digits at once (SWAR): two overlapping loads make one word, left-padded
+/// with `'0'`, checked and converted by the classic three multiplications.
+#[inline]
+fn eight_digits(d: &[u8]) -> Option<u32> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+    const SIXES: u64 = 0x0606_0606_0606_0606;
+    let n = d.len();
+    let word = |at: usize| {
+        d.get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+            .map(u32::from_le_bytes)
+    };
+    // Bytes 0..n hold the digits, first digit lowest (the two loads agree where they overlap).
+    let w = u64::from(word(0)?) | (u64::from(word(n.checked_sub(4)?)?) << (8 * (n - 4)));
+    let pad = 8 * (8 - n.min(8)) as u32;
+    let w = w.checked_shl(pad)? | (ZEROS & ((1u64 << pad) - 1));
+    // Every byte '0'..='9': high nibble 3, and still 3 after adding 6 (no byte carries).
+    if w & HIGH_NIBBLES != ZEROS || w.wrapping_add(SIXES) & HIGH_NIBBLES != ZEROS {
         return None;
     }
-    if digits.len() > 9 {
-        // Ten digits may overflow: the standard parser decides.
-        return s.parse().ok();
-    }
-    let mut v: u32 = 0;
-    for &c in digits {
-        let d = c.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        v = v * 10 + u32::from(d);
-    }
-    Some(v)
+    let v = w - ZEROS;
+    // Pairs of digits, then fours, then the eight (most significant digit in the lowest byte).
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let lo = (v & 0x0000_00ff_0000_00ff).wrapping_mul(100 + (1_000_000 << 32));
+    let hi = ((v >> 16) & 0x0000_00ff_0000_00ff).wrapping_mul(1 + (10_000 << 32));
+    Some((lo.wrapping_add(hi) >> 32) as u32)
 }
 
 #[cfg(test)]
@@ -132,6 +162,30 @@ mod tests {
                 .map(|i| char::from(b'0' + ((x >> (4 * i)) % 10) as u8))
                 .collect();
             assert_eq!(parse_u32(&text), text.parse::<u32>().ok(), "{text:?}");
+            // One byte of the number replaced by each byte that borders or mimics a digit.
+            if len > 0 {
+                let at = ((x >> 40) as usize) % len;
+                for bad in [
+                    b'/',
+                    b':',
+                    b' ',
+                    b'+',
+                    b'-',
+                    b'.',
+                    0x00,
+                    0x39 + 0x80,
+                    0xff,
+                    0x20,
+                ] {
+                    let mut bytes = text.clone().into_bytes();
+                    bytes[at] = bad;
+                    if let Ok(t) = String::from_utf8(bytes) {
+                        assert_eq!(parse_u32(&t), t.parse::<u32>().ok(), "{t:?}");
+                    }
+                }
+                let plus = format!("+{text}");
+                assert_eq!(parse_u32(&plus), plus.parse::<u32>().ok(), "{plus:?}");
+            }
         }
     }
 

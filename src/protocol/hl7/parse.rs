@@ -385,43 +385,92 @@ fn index(bytes: &[u8], bufs: ParseBuffers) -> Result<Index, ParseError> {
     seps.reserve(bytes.len() / 6 + 4);
 
     // One pass in 64-byte blocks: a branch-free compare builds a bit mask of the separators
-    // and line ends (the compiler vectorises it), then only the hits are visited. Separators
-    // sit a few bytes apart, so a per-hit vectorised search or a per-byte branch costs more.
-    let mut seg_start = p;
-    let mut sep_lo = 0usize;
+    // and line ends, then only the hits are visited. Separators sit a few bytes apart, so a
+    // per-hit vectorised search or a per-byte branch costs more.
+    let mut st = Scan {
+        seg_start: p,
+        sep_lo: 0,
+        segs,
+        seps,
+    };
+    let body = bytes.get(p..).unwrap_or_default();
+    let mut blocks = body.chunks_exact(64);
     let mut base = p;
-    while base < bytes.len() {
-        let block = bytes
-            .get(base..(base + 64).min(bytes.len()))
-            .unwrap_or_default();
-        let mut mask = match <&[u8; 64]>::try_from(block) {
-            Ok(full) => block_mask(full, fs),
-            Err(_) => tail_mask(block, fs),
-        };
+    for block in blocks.by_ref() {
+        if let Ok(full) = <&[u8; 64]>::try_from(block) {
+            st.visit(bytes, base, block_mask(full, fs), fs)?;
+        }
+        base += 64;
+    }
+    // The last, short block, padded; the padding's bits are dropped.
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut pad = [0u8; 64];
+        if let Some(dst) = pad.get_mut(..tail.len()) {
+            dst.copy_from_slice(tail);
+        }
+        let live = (1u64 << tail.len()) - 1;
+        st.visit(bytes, base, block_mask(&pad, fs) & live, fs)?;
+    }
+    let Scan {
+        seg_start,
+        sep_lo,
+        mut segs,
+        seps,
+    } = st;
+    if !push_named_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo) {
+        finish_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo)?;
+    }
+    Ok(Index { delims, segs, seps })
+}
+
+/// The index loop's state between blocks.
+struct Scan {
+    seg_start: usize,
+    sep_lo: usize,
+    segs: Vec<SegSpan>,
+    seps: Vec<u32>,
+}
+
+impl Scan {
+    /// Visits one block's hits (bit i is `bytes[base + i]`): separators are recorded, line ends
+    /// close segments.
+    #[inline(always)]
+    fn visit(
+        &mut self,
+        bytes: &[u8],
+        base: usize,
+        mut mask: u64,
+        fs: u8,
+    ) -> Result<(), ParseError> {
         loop {
-            mask = push_separators(bytes, base, mask, fs, &mut seps);
+            mask = push_separators(bytes, base, mask, fs, &mut self.seps);
             if mask == 0 {
-                break;
+                return Ok(());
             }
-            // A line end.
             let at = base + mask.trailing_zeros() as usize;
             mask &= mask - 1;
             let b = bytes.get(at).copied().unwrap_or(LF);
+            // The mask also marks the other control characters below CR; only CR and LF end
+            // a line.
+            if b != LF && b != CR {
+                continue;
+            }
             if b == LF
-                && at > seg_start
+                && at > self.seg_start
                 && bytes.get(at - 1) != Some(&CR)
                 && is_continuation(bytes, at + 1, fs)
             {
                 continue;
             }
-            finish_segment(bytes, &mut segs, &seps, seg_start, at, sep_lo)?;
-            seg_start = at + 1;
-            sep_lo = seps.len();
+            let (start, lo) = (self.seg_start, self.sep_lo);
+            if !push_named_segment(bytes, &mut self.segs, &self.seps, start, at, lo) {
+                finish_segment(bytes, &mut self.segs, &self.seps, start, at, lo)?;
+            }
+            self.seg_start = at + 1;
+            self.sep_lo = self.seps.len();
         }
-        base += 64;
     }
-    finish_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo)?;
-    Ok(Index { delims, segs, seps })
 }
 
 /// Records the field separators among `mask`'s hits (bit i is `bytes[base + i]`), lowest
@@ -440,25 +489,27 @@ fn push_separators(bytes: &[u8], base: usize, mut mask: u64, fs: u8, seps: &mut 
     0
 }
 
-/// Bit i set where `block[i]` is the field separator, CR or LF. Eight bytes at a time in a
-/// `u64` (SWAR): about three instructions a byte instead of a compare-and-branch each.
+/// Bit i set where `block[i]` is the field separator or a control character up to CR (so
+/// every CR and LF, and the rare tab or NUL, which the caller passes over). Eight bytes at a
+/// time in a `u64` (SWAR), two exact byte tests: equal to the separator, below 14.
 #[inline]
 fn block_mask(block: &[u8; 64], fs: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    // The high bit of each byte that is zero; exact (no borrow between bytes).
-    let zero = |x: u64| !(((x & LOW7).wrapping_add(LOW7)) | x | LOW7);
-    let (f, c, l) = (
-        ONES * u64::from(fs),
-        ONES * u64::from(CR),
-        ONES * u64::from(LF),
-    );
+    const HIGH: u64 = !LOW7;
+    // For a byte below 0x80, its low seven bits plus 0x7f carry into the high bit unless the
+    // byte is 0; plus 0x72 (0x80 − 14), unless it is below 14. No carry crosses a byte.
+    const BELOW_14: u64 = ONES * (0x80 - 14);
+    let f = ONES * u64::from(fs);
     let mut mask = 0u64;
     for (k, chunk) in block.chunks_exact(8).enumerate() {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let x = u64::from_le_bytes(word);
-        let hits = zero(x ^ f) | zero(x ^ c) | zero(x ^ l);
+        let y = x ^ f;
+        let not_fs = ((y & LOW7).wrapping_add(LOW7)) | y;
+        let not_ctl = ((x & LOW7).wrapping_add(BELOW_14)) | x;
+        let hits = !(not_fs & not_ctl) & HIGH;
         // Gathers the eight high bits into the top byte: byte j's bit lands on bit 56 + j.
         let bits = ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56;
         mask |= bits << (8 * k);
@@ -466,17 +517,36 @@ fn block_mask(block: &[u8; 64], fs: u8) -> u64 {
     mask
 }
 
-/// [`block_mask`] for the last, short block.
-fn tail_mask(block: &[u8], fs: u8) -> u64 {
-    let mut mask = 0u64;
-    for (i, &b) in block.iter().enumerate().take(64) {
-        mask |= u64::from((b == fs) | (b == CR) | (b == LF)) << i;
+/// The common segment: a three-character name, then a separator. Recorded and true; false
+/// leaves the segment to [`finish_segment`] (blank lines, bare names, bad names).
+#[inline(always)]
+fn push_named_segment(
+    bytes: &[u8],
+    segs: &mut Vec<SegSpan>,
+    seps: &[u32],
+    start: usize,
+    end: usize,
+    sep_lo: usize,
+) -> bool {
+    if seps.get(sep_lo).map(|&s| s as usize) != Some(start + 3) {
+        return false;
     }
-    mask
+    let Some(name) = bytes.get(start..start + 3).filter(|n| valid_name(n)) else {
+        return false;
+    };
+    segs.push(SegSpan {
+        start: start as u32,
+        end: end as u32,
+        sep_lo: sep_lo as u32,
+        sep_hi: seps.len() as u32,
+        header: matches!(name, b"MSH" | b"FHS" | b"BHS"),
+    });
+    true
 }
 
-/// Records the segment `bytes[start..end]` unless it is blank; checks its name.
-#[inline]
+/// Records the segment `bytes[start..end]` unless it is blank; checks its name. The general
+/// case, behind [`push_named_segment`].
+#[inline(never)]
 fn finish_segment(
     bytes: &[u8],
     segs: &mut Vec<SegSpan>,
@@ -971,25 +1041,40 @@ OBX|1|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC|1.3.1.1|97|262688^MDC_DIM_PERCENT^MDC||
 NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g&h^i~j\r";
 
     #[test]
-    fn block_mask_marks_exactly_the_separators_and_line_ends() {
+    fn block_mask_marks_exactly_the_separators_and_control_characters() {
         // Every byte value at every position, next to separators (borrows between bytes
         // would show as false hits on neighbours).
         for fs in [b'|', b'#'] {
             for v in 0u8..=255 {
                 let mut block = [v; 64];
                 for i in (0..64).step_by(5) {
-                    block[i] = [fs, CR, LF, v.wrapping_add(1)][i % 4];
+                    block[i] = [fs, CR, LF, v.wrapping_add(1), 0, 13, 14][i % 7];
                 }
-                let want = tail_mask(&block, fs);
+                let mut want = 0u64;
+                for (i, &b) in block.iter().enumerate() {
+                    want |= u64::from(b == fs || b < 14) << i;
+                }
                 assert_eq!(block_mask(&block, fs), want, "fs {fs} v {v}");
-                assert_eq!(
-                    want.count_ones() as usize,
-                    block
-                        .iter()
-                        .filter(|&&b| b == fs || b == CR || b == LF)
-                        .count()
-                );
             }
+        }
+    }
+
+    #[test]
+    fn control_characters_inside_fields_do_not_end_segments() {
+        // Tab, NUL, vertical tab and form feed share the line ends' bit in the block mask; in
+        // a field they are text. Placed on both sides of a 64-byte block boundary.
+        for pad in 0..70 {
+            let text = format!(
+                "MSH|^~\\&|A|B|||20250101||ORU^R01|C{}|P|2.6\rOBX|1|ST|X\t1|\0|a\x0bb\x0cc|\rOBX|2|NM|Y||7\r",
+                "9".repeat(pad)
+            );
+            let m = parse(text.as_bytes()).unwrap();
+            let segs: Vec<_> = m.segments().collect();
+            assert_eq!(segs.len(), 3, "pad {pad}");
+            assert_eq!(segs[1].field(3).as_str(), "X\t1");
+            assert_eq!(segs[1].field(4).as_str(), "\0");
+            assert_eq!(segs[1].field(5).as_str(), "a\x0bb\x0cc");
+            assert_eq!(segs[2].field(5).as_str(), "7");
         }
     }
 
@@ -1337,17 +1422,26 @@ NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g&h^i~j\r";
     fn find_byte_agrees_with_a_plain_search_at_every_length_and_offset() {
         for len in 0..40 {
             for at in 0..=len {
-                let mut hay = vec![b'a'; len];
-                if let Some(b) = hay.get_mut(at) {
-                    *b = b'^';
+                for second in [at + 1, at + 3, at + 9, len] {
+                    let mut hay = vec![b'a'; len];
+                    if let Some(b) = hay.get_mut(at) {
+                        *b = b'^';
+                    }
+                    if let Some(b) = hay.get_mut(second) {
+                        *b = b'~';
+                    }
+                    // A byte with the high bit set next to the needle must not confuse the test.
+                    if let Some(b) = hay.get_mut(at + 1).filter(|b| **b == b'a') {
+                        *b = 0xDF;
+                    }
+                    let want = hay.iter().position(|&b| b == b'^');
+                    assert_eq!(find_byte(b'^', &hay), want, "len {len} at {at}");
+                    assert_eq!(find_byte(0xDE, &hay), None, "len {len}");
+                    let either = hay.iter().position(|&b| b == b'^' || b == b'~');
+                    assert_eq!(find_either(b'~', b'^', &hay), either, "len {len} at {at}");
+                    let tilde = hay.iter().position(|&b| b == b'~');
+                    assert_eq!(find_either(b'~', b'#', &hay), tilde, "len {len} at {at}");
                 }
-                // A byte with the high bit set next to the needle must not confuse the test.
-                if let Some(b) = hay.get_mut(at + 1) {
-                    *b = 0xDF;
-                }
-                let want = hay.iter().position(|&b| b == b'^');
-                assert_eq!(find_byte(b'^', &hay), want, "len {len} at {at}");
-                assert_eq!(find_byte(0xDE, &hay), None, "len {len}");
             }
         }
     }
