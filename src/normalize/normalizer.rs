@@ -73,12 +73,31 @@ impl Default for NormalizeSettings {
 /// What one message became.
 #[derive(Debug, Default)]
 pub struct Normalized {
-    pub control_id: String,
+    /// MSH-10; the same string the readings' source names.
+    pub control_id: Arc<str>,
     /// e.g. `ORU^R01`.
-    pub message_type: String,
+    pub message_type: Cow<'static, str>,
     pub records: Vec<IngestRecord>,
     /// Observations with no patient for their bed.
     pub unassociated: usize,
+}
+
+/// `code^trigger`; the accepted types without an allocation.
+fn message_type_name(code: &str, trigger: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 12] = [
+        "ORU^R01", "ORU^R42", "ADT^A01", "ADT^A02", "ADT^A03", "ADT^A04", "ADT^A08", "ADT^A11",
+        "ADT^A12", "ADT^A13", "ADT^A40", "ORU^R40",
+    ];
+    let known = KNOWN.iter().find(|k| {
+        k.len() == code.len() + 1 + trigger.len()
+            && k.starts_with(code)
+            && k.ends_with(trigger)
+            && k.as_bytes().get(code.len()) == Some(&b'^')
+    });
+    match known {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(format!("{code}^{trigger}")),
+    }
 }
 
 /// Where a device source's readings belong and who sent them: from the source's config (a
@@ -297,7 +316,7 @@ impl Normalizer {
             source,
             &report_hl7.fields_view(),
             receive_time,
-            origin.protocol.to_string(),
+            Cow::Borrowed(origin.protocol),
             protocol,
         );
         // Each row became exactly one observation, in order (empty rows were left out above);
@@ -328,10 +347,7 @@ impl Normalizer {
                 position: "MSH".into(),
             }));
         }
-        let mut message_type = String::with_capacity(code.len() + trigger.len() + 1);
-        message_type.push_str(code);
-        message_type.push('^');
-        message_type.push_str(trigger);
+        let message_type = message_type_name(code, trigger);
         // The common case: rows borrowed from the message, only the fields normalization reads.
         let mut spare = std::mem::take(&mut self.row_buffers);
         let fast = hl7::decode_fields_with(msg, (code, trigger), &opts, &mut spare);
@@ -364,7 +380,7 @@ impl Normalizer {
         &mut self,
         a: &AdtEvent<'_>,
         receive_time: Timestamp,
-        message_type: String,
+        message_type: Cow<'static, str>,
     ) -> Normalized {
         let kind = match a.trigger.as_ref() {
             "A01" | "A04" => CensusKind::Admit,
@@ -405,7 +421,7 @@ impl Normalizer {
         };
         self.census.apply(&ev, mrn.as_deref());
         Normalized {
-            control_id: a.control_id.to_string(),
+            control_id: Arc::from(a.control_id.as_ref()),
             message_type,
             records: vec![IngestRecord::Census(ev)],
             unassociated: 0,
@@ -417,7 +433,7 @@ impl Normalizer {
         source: &str,
         r: &ObservationReport<'_, ObxFields<'_>>,
         receive_time: Timestamp,
-        message_type: String,
+        message_type: Cow<'static, str>,
         protocol: Arc<str>,
     ) -> Normalized {
         // Who: the encounter, else the MRN's current encounter, else whoever is in the bed.
@@ -450,6 +466,7 @@ impl Normalizer {
         let weight = occupant.and_then(|o| o.weight_kg);
 
         let offset = self.clock_offset(source, &r.sending_app, receive_time, r.message_time);
+        let control_id: Arc<str> = Arc::from(r.control_id.as_ref());
         let ctx = Ctx {
             source,
             sending_app: &r.sending_app,
@@ -460,14 +477,14 @@ impl Normalizer {
             source_ref: SourceRef {
                 protocol,
                 source: shared.get(source),
-                message: Arc::from(r.control_id.as_ref()),
+                message: Arc::clone(&control_id),
             },
             receive_time,
             offset,
             message_time: r.message_time,
         };
         let mut out = Normalized {
-            control_id: r.control_id.to_string(),
+            control_id,
             message_type,
             records: Vec::with_capacity(
                 r.groups

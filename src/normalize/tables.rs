@@ -155,6 +155,41 @@ fn intern(s: &str) -> &'static str {
     t
 }
 
+/// How many message terms [`LearnedTerms`] keeps for the process, and the longest.
+const LEARNED_MAX: usize = 4096;
+const LEARNED_MAX_LEN: usize = 48;
+static LEARNED: OnceLock<Mutex<LearnedTerms>> = OnceLock::new();
+
+/// Codes, reference ids and units that messages carry and the tables do not name (most of a
+/// monitor's rows: QT, ST, rhythm, settings), one `&'static` copy each, so a term seen again
+/// costs no allocation. Bounded in number and length: past the bound a term is copied per
+/// reading as before, so unexpected or hostile codes cost at most `cap` × 48 bytes.
+struct LearnedTerms {
+    set: FxHashSet<&'static str>,
+    cap: usize,
+}
+
+impl LearnedTerms {
+    fn new(cap: usize) -> Self {
+        LearnedTerms {
+            set: FxHashSet::default(),
+            cap,
+        }
+    }
+
+    fn get_or_learn(&mut self, s: &str) -> Option<&'static str> {
+        if let Some(&t) = self.set.get(s) {
+            return Some(t);
+        }
+        if s.len() > LEARNED_MAX_LEN || self.set.len() >= self.cap {
+            return None;
+        }
+        let t: &'static str = Box::leak(s.to_owned().into_boxed_str());
+        self.set.insert(t);
+        Some(t)
+    }
+}
+
 fn map_param(name: &str) -> Result<MappedParam, String> {
     if name == "dose" {
         Ok(MappedParam::Dose)
@@ -396,11 +431,16 @@ impl NormalizeTables {
         self.aliases.get(unit).copied().unwrap_or(unit)
     }
 
-    /// `s` as an observation term: the tables' own copy when they name it (no allocation),
-    /// else an owned copy.
+    /// `s` as an observation term: the tables' own copy when they name it, else the copy
+    /// learned from an earlier message (no allocation either way), else an owned copy.
     pub fn term(&self, s: &str) -> Term {
-        match self.terms.get(s) {
-            Some(&t) => Cow::Borrowed(t),
+        if let Some(&t) = self.terms.get(s) {
+            return Cow::Borrowed(t);
+        }
+        let learned = LEARNED.get_or_init(|| Mutex::new(LearnedTerms::new(LEARNED_MAX)));
+        let mut learned = learned.lock().unwrap_or_else(|p| p.into_inner());
+        match learned.get_or_learn(s) {
+            Some(t) => Cow::Borrowed(t),
             None => Cow::Owned(s.to_owned()),
         }
     }
@@ -451,10 +491,7 @@ mod tests {
             );
         }
         for other in ["999999", "MDC_NOT_A_TABLE_ROW", "furlong"] {
-            assert!(
-                matches!(t.term(other), Cow::Owned(o) if o == other),
-                "{other}"
-            );
+            assert_eq!(t.term(other), other);
         }
         // A second load reuses the process's copies.
         let again = NormalizeTables::builtin().unwrap();
@@ -462,6 +499,23 @@ mod tests {
             panic!("not borrowed");
         };
         assert!(std::ptr::eq(a, b));
+    }
+
+    #[test]
+    fn message_terms_are_learned_up_to_the_bound() {
+        let mut l = LearnedTerms::new(3);
+        let a = l.get_or_learn("147232").unwrap();
+        assert_eq!(a, "147232");
+        // Seen again: the same copy.
+        assert!(std::ptr::eq(a, l.get_or_learn("147232").unwrap()));
+        assert!(l.get_or_learn("MDC_ECG_TIME_PD_QT_GL").is_some());
+        let long = "X".repeat(LEARNED_MAX_LEN + 1);
+        assert_eq!(l.get_or_learn(&long), None, "too long to keep");
+        assert!(l.get_or_learn(&long[..LEARNED_MAX_LEN]).is_some());
+        // Full: new terms are not kept, known ones still are.
+        assert_eq!(l.get_or_learn("184327"), None);
+        assert!(std::ptr::eq(a, l.get_or_learn("147232").unwrap()));
+        assert_eq!(l.set.len(), 3);
     }
 
     #[test]

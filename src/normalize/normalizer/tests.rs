@@ -331,11 +331,36 @@ fn recurring_strings_are_shared_across_messages() {
         Some(Cow::Borrowed("MDC_ECG_HEART_RATE"))
     ));
     assert!(matches!(ha.ucum, Cow::Borrowed("/min")));
-    // A code no table names is owned, with the same text.
-    let qt = a
-        .iter()
-        .find(|o| o.code.code == "147232")
-        .expect("QT reading");
-    assert!(matches!(qt.code.code, Cow::Owned(_)));
-    assert_eq!(qt.code.refid.as_deref(), Some("MDC_ECG_TIME_PD_QT_GL"));
+    // A code no table names is learned from the first message: the second message's reading
+    // shares its copy.
+    let qt = |obs: &[&Observation]| {
+        obs.iter()
+            .find(|o| o.code.code == "147232")
+            .map(|o| (*o).clone())
+            .expect("QT reading")
+    };
+    let (qa, qb) = (qt(&a), qt(&b));
+    assert_eq!(qa.code.refid.as_deref(), Some("MDC_ECG_TIME_PD_QT_GL"));
+    let (Cow::Borrowed(x), Cow::Borrowed(y)) = (&qa.code.code, &qb.code.code) else {
+        panic!("a learned term is borrowed");
+    };
+    assert!(std::ptr::eq(*x, *y));
+}
+
+#[test]
+fn message_type_names_are_code_caret_trigger() {
+    for (code, trigger, want) in [
+        ("ORU", "R01", "ORU^R01"),
+        ("ADT", "A40", "ADT^A40"),
+        ("ADT", "A99", "ADT^A99"),
+        ("OR", "UR01", "OR^UR01"),
+        ("ORU^", "R01", "ORU^^R01"),
+        ("ORU", "", "ORU^"),
+    ] {
+        let name = super::message_type_name(code, trigger);
+        assert_eq!(name, want);
+        // The accepted types come without an allocation.
+        let accepted = want == "ORU^R01" || want == "ADT^A40";
+        assert_eq!(matches!(name, Cow::Borrowed(_)), accepted, "{want}");
+    }
 }
