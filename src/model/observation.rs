@@ -399,7 +399,7 @@ pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value)
     };
     // device 0 code 0 time(8) tag value: laid out on the stack for the common short case.
     let len = device.len() + code.code.len() + 2 + 8 + 1 + text.len().max(8);
-    let mut stack = [0u8; 192];
+    let mut stack = [0u8; 96];
     let mut heap = Vec::new();
     let buf: &mut [u8] = match stack.get_mut(..len) {
         Some(b) => b,

@@ -201,6 +201,46 @@ impl Param {
         }
     }
 
+    /// How many parameters there are: [`Param::index`] is below it.
+    pub const COUNT: usize = 29 + Drug::ALL.len();
+
+    /// A dense number for the parameter, below [`Param::COUNT`], distinct for each: tables
+    /// keyed by parameter are arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Param::HeartRate => 0,
+            Param::SpO2 => 1,
+            Param::PerfusionIndex => 2,
+            Param::RespRate => 3,
+            Param::SbpArt => 4,
+            Param::DbpArt => 5,
+            Param::MapArt => 6,
+            Param::SbpNibp => 7,
+            Param::DbpNibp => 8,
+            Param::MapNibp => 9,
+            Param::Temp => 10,
+            Param::EtCO2 => 11,
+            Param::FiO2 => 12,
+            Param::Peep => 13,
+            Param::TidalVolume => 14,
+            Param::Gcs => 15,
+            Param::GcsEye => 16,
+            Param::GcsMotor => 17,
+            Param::GcsVerbal => 18,
+            Param::PaO2 => 19,
+            Param::Lactate => 20,
+            Param::Platelets => 21,
+            Param::Bilirubin => 22,
+            Param::Creatinine => 23,
+            Param::UrineVolume => 24,
+            Param::Weight => 25,
+            Param::PumpFlow => 26,
+            Param::DrugConc => 27,
+            Param::Sedation => 28,
+            Param::Dose(d) => 29 + d as usize,
+        }
+    }
+
     /// Every parameter, for tables and validation.
     pub fn all() -> Vec<Param> {
         let mut v = vec![
@@ -278,6 +318,19 @@ impl<'de> Deserialize<'de> for Param {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn param_indices_are_dense_and_distinct() {
+        let all = Param::all();
+        assert_eq!(all.len(), Param::COUNT);
+        let mut seen = [false; Param::COUNT];
+        for p in all {
+            let i = p.index();
+            assert!(i < Param::COUNT, "{p}");
+            assert!(!seen[i], "{p} shares index {i}");
+            seen[i] = true;
+        }
+    }
 
     #[test]
     fn every_param_name_parses_back() {

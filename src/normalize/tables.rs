@@ -134,7 +134,8 @@ pub struct NormalizeTables {
     /// Every code, reference id and unit the tables name, interned: observations borrow these
     /// instead of allocating their own copy.
     terms: FxHashSet<&'static str>,
-    ranges: FxHashMap<Param, (f64, f64)>,
+    /// By [`Param::index`].
+    ranges: [Option<(f64, f64)>; Param::COUNT],
     pub sentinels: Vec<f64>,
     pub arterial: ArterialArtifact,
     pub spo2_low_perfusion: Spo2LowPerfusion,
@@ -254,7 +255,7 @@ impl NormalizeTables {
             mdc_units: FxHashMap::default(),
             aliases: FxHashMap::default(),
             terms: FxHashSet::default(),
-            ranges: FxHashMap::default(),
+            ranges: [None; Param::COUNT],
             sentinels: Vec::new(),
             arterial: ArterialArtifact {
                 enabled: false,
@@ -372,7 +373,8 @@ impl NormalizeTables {
                                     ),
                                 ));
                             }
-                            if t.ranges.insert(p, (r.min, r.max)).is_some() {
+                            let slot = t.ranges.get_mut(p.index());
+                            if slot.and_then(|s| s.replace((r.min, r.max))).is_some() {
                                 problems.push(Problem::new(
                                     pf,
                                     Some(line),
@@ -447,7 +449,7 @@ impl NormalizeTables {
 
     /// Inclusive plausibility range.
     pub fn range(&self, p: Param) -> Option<(f64, f64)> {
-        self.ranges.get(&p).copied()
+        self.ranges.get(p.index()).copied().flatten()
     }
 
     pub fn is_sentinel(&self, v: f64) -> bool {

@@ -240,7 +240,7 @@ pub(crate) fn find_byte(needle: u8, hay: &[u8]) -> Option<usize> {
 /// First `a` or `b` in `hay`, as [`find_byte`] does for one byte.
 #[inline]
 pub(crate) fn find_either(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    if hay.len() >= 32 {
+    if hay.len() >= 48 {
         return memchr::memchr2(a, b, hay);
     }
     const ONES: u64 = 0x0101_0101_0101_0101;
