@@ -4,7 +4,7 @@
 //! the encounter id (PV1-19) is the patient key everywhere downstream; the medical record
 //! number (PID-3) maps onto the current encounter so lab results that carry only an MRN land.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::model::{CensusEvent, CensusKind, Timestamp};
 
@@ -20,7 +20,8 @@ pub struct Occupant {
     pub since: Timestamp,
 }
 
-/// The bed ↔ patient association, keyed by `(unit, bed)`.
+/// The bed ↔ patient association, keyed by `(unit, bed)`. Looked up for every device message,
+/// so hashed as the normalizer's other maps are (FxHash), not with SipHash.
 #[derive(Debug, Default)]
 pub struct Census {
     beds: HashMap<(String, String), String>,

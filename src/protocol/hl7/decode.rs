@@ -9,7 +9,9 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::parse::{find_byte, find_either, Delimiters, Field, Message, Segment};
+use super::parse::{
+    find_byte, first_rep_components, Delimiters, Field, Message, Segment,
+};
 use super::time::parse_ts;
 use crate::model::Timestamp;
 use crate::normalize::number::{parse_u32, trim};
@@ -610,30 +612,6 @@ impl<'m> TsCache<'m> {
         self.next = self.next.wrapping_add(1);
         t
     }
-}
-
-/// The first `N` components of the first repetition of `s`, in one scan: split on `comp`,
-/// stopping at the first `rep`.
-#[inline]
-fn first_rep_components<const N: usize>(s: &str, comp: u8, rep: u8) -> [&str; N] {
-    let mut out = [""; N];
-    let mut rest = s;
-    for slot in out.iter_mut() {
-        match find_either(comp, rep, rest.as_bytes()) {
-            Some(i) => {
-                *slot = rest.get(..i).unwrap_or("");
-                if rest.as_bytes().get(i) == Some(&rep) {
-                    break;
-                }
-                rest = rest.get(i + 1..).unwrap_or("");
-            }
-            None => {
-                *slot = rest;
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// A code's number (MDC codes are numbers), read once for every reader of the row.

@@ -260,6 +260,30 @@ pub(crate) fn find_either(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     tail.iter().position(|&c| c == a || c == b).map(|p| i + p)
 }
 
+/// The first `N` components of the first repetition of `s`, in one scan: split on `comp`,
+/// stopping at the first `rep`.
+#[inline]
+pub(crate) fn first_rep_components<const N: usize>(s: &str, comp: u8, rep: u8) -> [&str; N] {
+    let mut out = [""; N];
+    let mut rest = s;
+    for slot in out.iter_mut() {
+        match find_either(comp, rep, rest.as_bytes()) {
+            Some(i) => {
+                *slot = rest.get(..i).unwrap_or("");
+                if rest.as_bytes().get(i) == Some(&rep) {
+                    break;
+                }
+                rest = rest.get(i + 1..).unwrap_or("");
+            }
+            None => {
+                *slot = rest;
+                break;
+            }
+        }
+    }
+    out
+}
+
 fn is_latin1_name(cs: &[u8]) -> bool {
     let cs = cs.trim_ascii();
     cs.eq_ignore_ascii_case(b"8859/1") || cs.eq_ignore_ascii_case(b"ISO-8859-1")
@@ -712,9 +736,10 @@ impl<'a> Message<'a> {
 
     /// MSH-9 as (message code, trigger event, message structure), raw.
     pub fn message_type(&self) -> (&str, &str, &str) {
-        let mut c = self.msh().field(9).components().map(|c| c.as_str());
-        let (code, trigger) = (c.next().unwrap_or(""), c.next().unwrap_or(""));
-        (code, trigger, c.next().unwrap_or(""))
+        let d = &self.idx.delims;
+        let [code, trigger, structure] =
+            first_rep_components(self.msh().field(9).as_str(), d.component, d.repetition);
+        (code, trigger, structure)
     }
 
     /// MSH-12.1, e.g. `2.6`.
