@@ -516,7 +516,7 @@ fn push_separators(bytes: &[u8], base: usize, mut mask: u64, fs: u8, seps: &mut 
 /// Bit i set where `block[i]` is the field separator or a control character up to CR (so
 /// every CR and LF, and the rare tab or NUL, which the caller passes over). Eight bytes at a
 /// time in a `u64` (SWAR), two exact byte tests: equal to the separator, below 14.
-#[inline]
+#[inline(always)]
 fn block_mask(block: &[u8; 64], fs: u8) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
