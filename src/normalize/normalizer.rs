@@ -771,9 +771,9 @@ impl Normalizer {
             Some(v) if v.is_finite() => {
                 if self.tables.is_sentinel(v) {
                     quality.push(Quality::Sentinel);
-                    (v, param, self.tables.term(sent_unit))
+                    (v, param, self.unit_term(sent_unit))
                 } else if let Some(p) = param {
-                    match to_canonical(p, v, sent_unit) {
+                    match to_canonical(p, v, sent_unit.text) {
                         Ok(c) => {
                             let c = round_like_device(c);
                             if let Some((lo, hi)) = self.tables.range(p) {
@@ -785,11 +785,11 @@ impl Normalizer {
                         }
                         Err(_) => {
                             quality.push(Quality::UnitUnknown);
-                            (v, param, self.tables.term(sent_unit))
+                            (v, param, self.unit_term(sent_unit))
                         }
                     }
                 } else {
-                    (v, param, self.tables.term(sent_unit))
+                    (v, param, self.unit_term(sent_unit))
                 }
             }
             _ => {
@@ -799,7 +799,7 @@ impl Normalizer {
                     code,
                     None,
                     Value::Text(raw.to_string()),
-                    self.tables.term(sent_unit),
+                    self.unit_term(sent_unit),
                     device_time,
                     corrected,
                     quality,
@@ -822,20 +822,49 @@ impl Normalizer {
 
     /// The UCUM unit of a row: the UCUM alternate when given, else the MDC unit code, else
     /// the unit text through the alias table.
-    fn unit_of<'s>(&'s self, row: &ObxFields<'s>) -> &'s str {
+    fn unit_of<'s>(&'s self, row: &ObxFields<'s>) -> SentUnit<'s> {
+        let alias = |text: &'s str| match self.tables.ucum_alias_of(text) {
+            Some(t) => SentUnit::table(t),
+            None => SentUnit { text, table: None },
+        };
         if let Some(u) = row.unit_ucum.map(trim).filter(|u| !u.is_empty()) {
-            return self.tables.ucum_alias(u);
+            return alias(u);
         }
         let code = trim(row.unit_code);
         if trim(row.unit_system) == "MDC" || row.unit_refid.starts_with("MDC_DIM") {
             if let Some(u) = parse_u32(code).and_then(|c| self.tables.mdc_unit(c)) {
-                return u;
+                return SentUnit::table(u);
             }
         }
         if code.is_empty() {
-            return "";
+            return SentUnit::table("");
         }
-        self.tables.ucum_alias(code)
+        alias(code)
+    }
+
+    /// A row's unit as a term: the tables' copy as it stands, else looked up.
+    fn unit_term(&self, u: SentUnit<'_>) -> Term {
+        match u.table {
+            Some(t) => Cow::Borrowed(t),
+            None => self.tables.term(u.text),
+        }
+    }
+}
+
+/// A row's unit: its UCUM text, and the tables' own copy of it when it came from them (an MDC
+/// unit code or an alias), so the term needs no lookup.
+#[derive(Clone, Copy)]
+struct SentUnit<'s> {
+    text: &'s str,
+    table: Option<&'static str>,
+}
+
+impl SentUnit<'_> {
+    fn table(t: &'static str) -> Self {
+        SentUnit {
+            text: t,
+            table: Some(t),
+        }
     }
 }
 

@@ -143,10 +143,13 @@ pub struct NormalizeTables {
 
 /// One `&'static` copy of each distinct table string for the whole process. Only strings from
 /// the loaded tables come here (never message content), so the set is bounded by the tables:
-/// loading the same tables again adds nothing.
+/// loading the same tables again adds nothing. The canonical units are the parameters' own
+/// (so a table unit that is canonical is the very string [`Param::canonical_unit`] gives).
 fn intern(s: &str) -> &'static str {
     static TERMS: OnceLock<Mutex<FxHashSet<&'static str>>> = OnceLock::new();
-    let set = TERMS.get_or_init(|| Mutex::new(FxHashSet::default()));
+    let set = TERMS.get_or_init(|| {
+        Mutex::new(Param::all().into_iter().map(Param::canonical_unit).collect())
+    });
     let mut set = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(&t) = set.get(s) {
         return t;
@@ -430,7 +433,12 @@ impl NormalizeTables {
 
     /// UCUM for a unit string as a sender wrote it (UCUM passes through unchanged).
     pub fn ucum_alias<'a>(&self, unit: &'a str) -> &'a str {
-        self.aliases.get(unit).copied().unwrap_or(unit)
+        self.ucum_alias_of(unit).unwrap_or(unit)
+    }
+
+    /// The UCUM the alias table gives for `unit`, when it lists it.
+    pub fn ucum_alias_of(&self, unit: &str) -> Option<&'static str> {
+        self.aliases.get(unit).copied()
     }
 
     /// `s` as an observation term: the tables' own copy when they name it, else the copy
@@ -470,6 +478,11 @@ mod tests {
         assert_eq!(t.mdc(157924), Some(MappedParam::Dose));
         assert_eq!(t.loinc("2524-7"), Some(MappedParam::Param(Param::Lactate)));
         assert_eq!(t.mdc_unit(266016), Some("mm[Hg]"));
+        // A canonical unit in the tables is the parameter's own string.
+        let mmhg = t.mdc_unit(266016).unwrap();
+        assert!(std::ptr::eq(mmhg, Param::SbpNibp.canonical_unit()));
+        assert_eq!(t.ucum_alias_of("mmHg"), Some(mmhg));
+        assert_eq!(t.ucum_alias_of("mm[Hg]"), None);
         assert_eq!(t.ucum_alias("mmHg"), "mm[Hg]");
         assert_eq!(t.ucum_alias("mm[Hg]"), "mm[Hg]");
         assert_eq!(t.range(Param::Dose(Drug::Norepinephrine)), Some((0.0, 3.0)));

@@ -31,7 +31,8 @@ pub fn to_canonical(param: Param, value: f64, from: &str) -> Result<f64, UnitErr
         from: from.to_string(),
         to,
     };
-    if from == to {
+    // A table's canonical unit is the parameter's own string: the common case is one compare.
+    if std::ptr::eq(from, to) || from == to {
         return Ok(value);
     }
     let v = match (param, from) {
