@@ -755,11 +755,13 @@ impl Normalizer {
             .unwrap_or(ctx.receive_time);
         let mut quality = Vec::new();
         let raw = trim(row.value);
-        // A mapped MDC code's text and reference id are the table's own when they match.
+        // A mapped MDC code's text and reference id are the table's own when they match. The
+        // entry was found by the code's number, read from `code_str` (an optional `+`, then
+        // digits): the text is the table's exactly when no sign or leading zero lengthens it.
         let code = Code {
             system,
             code: match entry {
-                Some(e) if e.code == code_str => Cow::Borrowed(e.code),
+                Some(e) if e.code.len() == code_str.len() => Cow::Borrowed(e.code),
                 _ => self.tables.term(code_str),
             },
             refid: non_empty(row.refid).map(|r| match entry {

@@ -364,3 +364,27 @@ fn message_type_names_are_code_caret_trigger() {
         assert_eq!(matches!(name, Cow::Borrowed(_)), accepted, "{want}");
     }
 }
+
+#[test]
+fn a_code_written_with_a_sign_or_leading_zeros_keeps_its_text() {
+    let mut n = norm();
+    for (sent, borrowed) in [
+        ("147842", true),
+        ("+147842", false),
+        ("0147842", false),
+        ("00147842", false),
+    ] {
+        let msg = MONITOR.replace(
+            "147842^MDC_ECG_HEART_RATE",
+            &format!("{sent}^MDC_ECG_HEART_RATE"),
+        );
+        let out = n.hl7("monitors", msg.as_bytes(), t0()).unwrap();
+        let hr = find(&observations(&out), Param::HeartRate).clone();
+        // The same parameter either way; the code's text as sent, the table's own copy when
+        // it is the table's text.
+        assert_eq!(hr.code.code, sent);
+        let table = n.tables.mdc_entry(147842).map(|e| e.code);
+        let same = matches!((&hr.code.code, table), (Cow::Borrowed(c), Some(t)) if std::ptr::eq(*c, t));
+        assert_eq!(same, borrowed, "{sent}");
+    }
+}
