@@ -148,7 +148,12 @@ pub struct NormalizeTables {
 fn intern(s: &str) -> &'static str {
     static TERMS: OnceLock<Mutex<FxHashSet<&'static str>>> = OnceLock::new();
     let set = TERMS.get_or_init(|| {
-        Mutex::new(Param::all().into_iter().map(Param::canonical_unit).collect())
+        Mutex::new(
+            Param::all()
+                .into_iter()
+                .map(Param::canonical_unit)
+                .collect(),
+        )
     });
     let mut set = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(&t) = set.get(s) {

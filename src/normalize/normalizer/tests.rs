@@ -384,7 +384,8 @@ fn a_code_written_with_a_sign_or_leading_zeros_keeps_its_text() {
         // it is the table's text.
         assert_eq!(hr.code.code, sent);
         let table = n.tables.mdc_entry(147842).map(|e| e.code);
-        let same = matches!((&hr.code.code, table), (Cow::Borrowed(c), Some(t)) if std::ptr::eq(*c, t));
+        let same =
+            matches!((&hr.code.code, table), (Cow::Borrowed(c), Some(t)) if std::ptr::eq(*c, t));
         assert_eq!(same, borrowed, "{sent}");
     }
 }

@@ -9,9 +9,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
-use super::parse::{
-    find_byte, first_rep_components, Delimiters, Field, Message, Segment,
-};
+use super::parse::{find_byte, first_rep_components, Delimiters, Field, Message, Segment};
 use super::time::parse_ts;
 use crate::model::Timestamp;
 use crate::normalize::number::{parse_u32, trim};
@@ -699,7 +697,7 @@ pub fn decode_fields<'m>(
 /// vectors taken from `spare` (give them back with [`RowBuffers::give_back`]).
 pub fn decode_fields_with<'m>(
     msg: &'m Message<'_>,
-    (code, trigger): (&str, &str),
+    (code, trigger): (&str, &'m str),
     opts: &DecodeOptions,
     spare: &mut RowBuffers,
 ) -> Result<Option<ObservationReport<'m, ObxFields<'m>>>, DecodeError> {
@@ -712,7 +710,7 @@ pub fn decode_fields_with<'m>(
     decode_oru_with(
         msg,
         opts,
-        plain,
+        plain.then_some(trigger),
         |s, o, t| obx_fields(s, plain, o, t),
         || spare.take(),
     )
@@ -828,7 +826,7 @@ fn decode_oru<'m>(
     opts: &DecodeOptions,
 ) -> Result<ObservationReport<'m>, DecodeError> {
     let full = |s: Segment<'m>, o: &DecodeOptions, t: &mut TsCache<'m>| Some(obx_row(s, o, t));
-    decode_oru_with(msg, opts, false, full, || Vec::with_capacity(24))?.ok_or_else(|| {
+    decode_oru_with(msg, opts, None, full, || Vec::with_capacity(24))?.ok_or_else(|| {
         DecodeError::Missing {
             what: "OBX segment",
             position: format!("{} message", msg.msh().field(9).as_str()),
@@ -837,11 +835,12 @@ fn decode_oru<'m>(
 }
 
 /// The ORU walk shared by [`decode`] and [`decode_fields`]; `Ok(None)` when `row` gives up.
-/// `plain`: the message holds no escape, so header fields are borrowed as they stand.
+/// `plain_trigger`: the message holds no escape, so header fields are borrowed as they stand;
+/// its MSH-9 trigger as the caller read it.
 fn decode_oru_with<'m, R: Default>(
     msg: &'m Message<'_>,
     opts: &DecodeOptions,
-    plain: bool,
+    plain_trigger: Option<&'m str>,
     mut row: impl FnMut(Segment<'m>, &DecodeOptions, &mut TsCache<'m>) -> Option<R>,
     mut new_rows: impl FnMut() -> Vec<R>,
 ) -> Result<Option<ObservationReport<'m, R>>, DecodeError> {
@@ -856,7 +855,7 @@ fn decode_oru_with<'m, R: Default>(
         match s.name() {
             "PID" if pid.is_none() => pid = Some(s),
             "PV1" if pv1.is_none() => pv1 = Some(s),
-            "OBR" if plain => {
+            "OBR" if plain_trigger.is_some() => {
                 let [placer] = plain_components(s.field(2), &d);
                 let [filler] = plain_components(s.field(3), &d);
                 let [code, text, system] = plain_components(s.field(4), &d);
@@ -906,8 +905,7 @@ fn decode_oru_with<'m, R: Default>(
             position: format!("{} message", msh.field(9).as_str()),
         });
     }
-    if plain {
-        let [_, trigger] = plain_components(msh.field(9), &d);
+    if let Some(trigger) = plain_trigger {
         let [time] = plain_components(msh.field(7), &d);
         return Ok(Some(ObservationReport {
             control_id: Cow::Borrowed(msh.field(10).as_str()),
