@@ -706,7 +706,7 @@ pub fn decode_fields_with<'m>(
     }
     // One search over the message instead of one per OBX: the escape character normally
     // appears once, in MSH-2's encoding characters, and nowhere else.
-    let plain = escapes_only_in_msh2(msg);
+    let plain = msg.escapes_only_in_msh2();
     decode_oru_with(
         msg,
         opts,
@@ -748,20 +748,6 @@ impl RowBuffers {
 fn relabel<'b>(mut v: Vec<ObxFields<'_>>) -> Vec<ObxFields<'b>> {
     v.clear();
     v.into_iter().map(|_| ObxFields::default()).collect()
-}
-
-/// Whether the message's only escape character is the one in MSH-2 (so no field holds an
-/// escape sequence).
-fn escapes_only_in_msh2(msg: &Message<'_>) -> bool {
-    let esc = msg.delimiters().escape;
-    let in_msh2 = msg
-        .msh()
-        .field(2)
-        .as_str()
-        .bytes()
-        .filter(|&b| b == esc)
-        .count();
-    memchr::memchr_iter(esc, msg.as_str().as_bytes()).count() == in_msh2
 }
 
 fn obx_row<'m>(s: Segment<'m>, opts: &DecodeOptions, times: &mut TsCache<'m>) -> ObxRow<'m> {
@@ -1345,6 +1331,63 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
             }
         }
         true
+    }
+
+    #[test]
+    fn escapes_after_msh2_are_found_as_a_count_finds_them() {
+        // The definition: as many escape characters in the message as in MSH-2.
+        fn counted(m: &Message<'_>) -> bool {
+            let esc = m.delimiters().escape;
+            let in_msh2 = m
+                .msh()
+                .field(2)
+                .as_str()
+                .bytes()
+                .filter(|&b| b == esc)
+                .count();
+            m.as_str().bytes().filter(|&b| b == esc).count() == in_msh2
+        }
+        let mut texts: Vec<Vec<u8>> = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/hl7"
+        ))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "hl7") {
+                    texts.push(std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        for t in [
+            "MSH|^~\\&",
+            "MSH|^~\\&|",
+            "MSH|^~\\&|A\\B|",
+            "MSH|^~\\&#|A|B|||20250101||ORU^R01|C1|P|2.6\rOBX|1|ST|X||a\\T\\b\r",
+            "MSH|^~#&|A|B|||20250101||ORU^R01|C1|P|2.6\rOBX|1|ST|X||a\\b\r",
+            "MSH|^~#&|A|B|||20250101||ORU^R01|C1|P|2.6\rOBX|1|ST|X||a#T#b\r",
+            "\u{feff}\r\nMSH|^~\\&|A|B|||20250101||ORU^R01|C1|P|2.6\rOBX|1|ST|X||1\r",
+        ] {
+            texts.push(t.as_bytes().to_vec());
+        }
+        let (mut plain, mut escaped) = (0, 0);
+        for raw in &texts {
+            let Ok(m) = parse(raw) else { continue };
+            let want = counted(&m);
+            assert_eq!(m.escapes_only_in_msh2(), want, "{}", m.as_str());
+            if want {
+                plain += 1;
+            } else {
+                escaped += 1;
+            }
+        }
+        assert!(
+            plain >= 20 && escaped >= 3,
+            "{plain} plain, {escaped} with escapes"
+        );
     }
 
     #[test]

@@ -709,6 +709,25 @@ impl<'a> Message<'a> {
     }
 
     /// The MSH segment (always the first).
+    /// Whether the message's only escape character is the one in MSH-2 (so no field holds an
+    /// escape sequence). MSH-2's characters all differ, so it holds the escape character once;
+    /// one search of the text after it decides, stopping at the first hit.
+    pub(crate) fn escapes_only_in_msh2(&self) -> bool {
+        let bytes = self.text.as_bytes();
+        let Some(msh) = self.idx.segs.first() else {
+            return false;
+        };
+        // MSH-1 is the separator at `sep_lo`; MSH-2 ends at the next one.
+        let msh2_end = self
+            .idx
+            .seps
+            .get(msh.sep_lo as usize + 1)
+            .filter(|_| msh.sep_hi > msh.sep_lo + 1)
+            .map_or(msh.end, |&s| s) as usize;
+        let rest = bytes.get(msh2_end..).unwrap_or_default();
+        memchr(self.idx.delims.escape, rest).is_none()
+    }
+
     pub fn msh(&self) -> Segment<'_> {
         match self.segment_at(0) {
             Some(s) => s,
