@@ -186,16 +186,19 @@ fn days_from_civil(year: i32, month: u32, day: u32) -> Option<i64> {
 
 /// `+HHMM` / `-HHMM` to minutes east of UTC.
 fn parse_zone(z: &str) -> Option<i32> {
-    let (sign, rest) = match z.as_bytes().first()? {
-        b'+' => (1, &z[1..]),
-        b'-' => (-1, &z[1..]),
+    let (sign, rest) = match z.as_bytes() {
+        [b'+', rest @ ..] => (1, rest),
+        [b'-', rest @ ..] => (-1, rest),
         _ => return None,
     };
-    if rest.len() != 4 || !rest.bytes().all(|b| b.is_ascii_digit()) {
+    let &[h1, h2, m1, m2] = rest else {
+        return None;
+    };
+    if !rest.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let h: i32 = rest[..2].parse().ok()?;
-    let m: i32 = rest[2..].parse().ok()?;
+    let two = |a: u8, b: u8| i32::from(a - b'0') * 10 + i32::from(b - b'0');
+    let (h, m) = (two(h1, h2), two(m1, m2));
     if h > 14 || m > 59 {
         return None;
     }
@@ -259,6 +262,18 @@ mod tests {
         assert_eq!(utc(" 20150122182658 "), base);
         assert_eq!(utc("19700101000000"), 0);
         assert_eq!(utc("19691231235959"), -1000);
+        assert_eq!(utc("20150122182658-1400"), base + 14 * 3_600_000);
+        for bad in [
+            "+1500", "+0060", "+01a0", "+010", "+01000", "*0100", "+", "-",
+        ] {
+            assert!(
+                matches!(
+                    parse_ts(&format!("20150122182658{bad}"), 0),
+                    Err(TsError::BadZone(_) | TsError::BadShape(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     /// The one-pass reading of the common shape gives what the general path gives.
