@@ -1463,6 +1463,29 @@ NTE|1||a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g&h^i~j\r";
     }
 
     #[test]
+    fn find_either_agrees_with_a_plain_search_for_every_byte() {
+        // Pairs that differ in one bit (`^`/`~`, the one-test path) and pairs that do not.
+        for (a, b) in [
+            (b'^', b'~'),
+            (b'~', b'^'),
+            (b'&', b'\''),
+            (b'^', b'#'),
+            (b'|', b'\\'),
+        ] {
+            for c in 0u8..=255 {
+                for len in [5, 8, 13, 21] {
+                    for at in 0..len {
+                        let mut hay = vec![b'a'; len];
+                        hay[at] = c;
+                        let want = hay.iter().position(|&x| x == a || x == b);
+                        assert_eq!(find_either(a, b, &hay), want, "{a} {b} {c} {len} {at}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn find_byte_agrees_with_a_plain_search_at_every_length_and_offset() {
         for len in 0..40 {
             for at in 0..=len {
