@@ -262,7 +262,7 @@ pub(crate) fn find_either(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
 
 /// The first `N` components of the first repetition of `s`, in one scan: split on `comp`,
 /// stopping at the first `rep`.
-#[inline]
+#[inline(always)]
 pub(crate) fn first_rep_components<const N: usize>(s: &str, comp: u8, rep: u8) -> [&str; N] {
     let mut out = [""; N];
     let mut rest = s;
