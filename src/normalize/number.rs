@@ -61,6 +61,7 @@ pub fn trim(s: &str) -> &str {
 
 /// `s` as a `u32`, exactly what `s.parse::<u32>().ok()` gives: codes (MDC `150456`) are read
 /// three times a row, and the standard parser's generality costs several times this.
+#[inline]
 pub fn parse_u32(s: &str) -> Option<u32> {
     let b = s.as_bytes();
     let digits = match b {
