@@ -917,6 +917,7 @@ impl Ctx<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn observation(
         &self,
         origin: Arc<Origin>,
