@@ -392,6 +392,7 @@ impl<'de> Deserialize<'de> for ObsId {
 /// The stable observation id: XXH3-128 (a fixed, published algorithm: the same on every platform
 /// and release) over device, code, time and value. A dedup key, not a security boundary, so a
 /// cryptographic hash would only cost time.
+#[inline]
 pub fn observation_id(device: &str, code: &Code, time: Timestamp, value: &Value) -> ObsId {
     let text = match value {
         Value::Num(_) => &[][..],
