@@ -24,6 +24,7 @@ pub struct UnitError {
 /// Converts `value` in `from` (UCUM, already de-aliased; empty = unstated) to `param`'s
 /// canonical unit. An unstated unit is taken as canonical, except FiO2 where a value ≤ 1 is a
 /// fraction.
+#[inline]
 pub fn to_canonical(param: Param, value: f64, from: &str) -> Result<f64, UnitError> {
     let to = param.canonical_unit();
     let err = || UnitError {

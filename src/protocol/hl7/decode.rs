@@ -594,6 +594,7 @@ impl<'m> TsCache<'m> {
         self.text(f.component(1).as_str(), opts)
     }
 
+    #[inline]
     fn text(&mut self, s: &'m str, opts: &DecodeOptions) -> Option<Timestamp> {
         if s.is_empty() {
             return None;
