@@ -12,6 +12,7 @@ const POW10: [f64; 16] = [
 /// digits form an integer below 2^53 and the power of ten is exact, so the one division rounds
 /// once, to the correctly rounded value (the classic exact fast path). Anything else (exponents,
 /// more digits, `inf`, junk) goes to `str::parse`.
+#[inline]
 pub fn parse_f64(s: &str) -> Option<f64> {
     let b = s.as_bytes();
     let (negative, body) = match b.first() {
