@@ -355,7 +355,16 @@ fn a_broker_outage_mid_stream_loses_nothing() {
         "publishes kept completing with the broker down ({during} → {stalled})"
     );
 
-    wait_for_alerts(&alerts, golden.len(), String::new);
+    // Should the hang guard fire, where delivery stood: the pipeline's counters and gauges.
+    wait_for_alerts(&alerts, golden.len(), || {
+        let lines: Vec<_> = metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with("vigil_") && !l.contains("_bucket"))
+            .map(str::to_owned)
+            .collect();
+        format!("pipeline metrics:\n{}", lines.join("\n"))
+    });
     stop.cancel();
     let report = rt.block_on(pipeline).unwrap().unwrap();
     let entries: u64 = report.replay.iter().map(|r| r.entries).sum();

@@ -8,6 +8,26 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The canonical units, one `static` each (see [`Param::canonical_unit`]).
+mod units {
+    pub static PER_MIN: &str = "/min";
+    pub static PERCENT: &str = "%";
+    pub static MM_HG: &str = "mm[Hg]";
+    pub static CEL: &str = "Cel";
+    pub static CM_H2O: &str = "cm[H2O]";
+    pub static ML: &str = "mL";
+    pub static SCORE: &str = "{score}";
+    pub static MMOL_L: &str = "mmol/L";
+    pub static E3_PER_UL: &str = "10*3/uL";
+    pub static MG_DL: &str = "mg/dL";
+    pub static KG: &str = "kg";
+    pub static ML_H: &str = "mL/h";
+    pub static MG_ML: &str = "mg/mL";
+    pub static ONE: &str = "1";
+    pub static IU_MIN: &str = "[iU]/min";
+    pub static UG_KG_MIN: &str = "ug/kg/min";
+}
+
 /// Vasoactive drugs the scores know.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Drug {
@@ -69,8 +89,8 @@ impl Drug {
     /// Canonical dose unit: µg/kg/min, vasopressin U/min.
     pub fn dose_unit(self) -> &'static str {
         match self {
-            Drug::Vasopressin => "[iU]/min",
-            _ => "ug/kg/min",
+            Drug::Vasopressin => units::IU_MIN,
+            _ => units::UG_KG_MIN,
         }
     }
 }
@@ -132,10 +152,13 @@ pub enum Param {
 }
 
 impl Param {
+    /// The canonical UCUM unit. Each unit is one `static`, so every call gives the very same
+    /// string (a literal's address may differ between code units); tables that keep it can
+    /// then be compared by address.
     pub fn canonical_unit(self) -> &'static str {
         match self {
-            Param::HeartRate | Param::RespRate => "/min",
-            Param::SpO2 | Param::PerfusionIndex | Param::FiO2 => "%",
+            Param::HeartRate | Param::RespRate => units::PER_MIN,
+            Param::SpO2 | Param::PerfusionIndex | Param::FiO2 => units::PERCENT,
             Param::SbpArt
             | Param::DbpArt
             | Param::MapArt
@@ -143,19 +166,19 @@ impl Param {
             | Param::DbpNibp
             | Param::MapNibp
             | Param::EtCO2
-            | Param::PaO2 => "mm[Hg]",
-            Param::Temp => "Cel",
-            Param::Peep => "cm[H2O]",
-            Param::TidalVolume | Param::UrineVolume => "mL",
-            Param::Gcs | Param::GcsEye | Param::GcsMotor | Param::GcsVerbal => "{score}",
-            Param::Lactate => "mmol/L",
-            Param::Platelets => "10*3/uL",
-            Param::Bilirubin | Param::Creatinine => "mg/dL",
-            Param::Weight => "kg",
+            | Param::PaO2 => units::MM_HG,
+            Param::Temp => units::CEL,
+            Param::Peep => units::CM_H2O,
+            Param::TidalVolume | Param::UrineVolume => units::ML,
+            Param::Gcs | Param::GcsEye | Param::GcsMotor | Param::GcsVerbal => units::SCORE,
+            Param::Lactate => units::MMOL_L,
+            Param::Platelets => units::E3_PER_UL,
+            Param::Bilirubin | Param::Creatinine => units::MG_DL,
+            Param::Weight => units::KG,
             Param::Dose(d) => d.dose_unit(),
-            Param::PumpFlow => "mL/h",
-            Param::DrugConc => "mg/mL",
-            Param::Sedation => "1",
+            Param::PumpFlow => units::ML_H,
+            Param::DrugConc => units::MG_ML,
+            Param::Sedation => units::ONE,
         }
     }
 
