@@ -1334,6 +1334,27 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
         true
     }
 
+    /// Every message file of the conformance corpus (`tests/data/hl7/`), with its path.
+    fn corpus() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut dirs = vec![std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/hl7"
+        ))];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "hl7") {
+                    let raw = std::fs::read(&path).unwrap();
+                    files.push((path, raw));
+                }
+            }
+        }
+        files
+    }
+
     #[test]
     fn escapes_after_msh2_are_found_as_a_count_finds_them() {
         // The definition: as many escape characters in the message as in MSH-2.
@@ -1348,21 +1369,7 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
                 .count();
             m.as_str().bytes().filter(|&b| b == esc).count() == in_msh2
         }
-        let mut texts: Vec<Vec<u8>> = Vec::new();
-        let mut dirs = vec![std::path::PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/hl7"
-        ))];
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "hl7") {
-                    texts.push(std::fs::read(&path).unwrap());
-                }
-            }
-        }
+        let mut texts: Vec<Vec<u8>> = corpus().into_iter().map(|(_, raw)| raw).collect();
         for t in [
             "MSH|^~\\&",
             "MSH|^~\\&|",
@@ -1394,22 +1401,10 @@ OBX|22|NA|131330^ECG^MDC|1.2.1.2|1^2^3||||||R\r"
     #[test]
     fn plain_reads_match_the_decoded_ones() {
         // Every observation report of the conformance corpus.
-        let mut dirs = vec![std::path::PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/data/hl7"
-        ))];
         let mut compared = 0;
-        while let Some(dir) = dirs.pop() {
-            for entry in std::fs::read_dir(&dir).unwrap().flatten() {
-                let path = entry.path();
-                if path.is_dir() {
-                    dirs.push(path);
-                } else if path.extension().is_some_and(|e| e == "hl7") {
-                    let raw = std::fs::read(&path).unwrap();
-                    if assert_fast_matches_full(&raw, &path.display().to_string()) {
-                        compared += 1;
-                    }
-                }
+        for (path, raw) in corpus() {
+            if assert_fast_matches_full(&raw, &path.display().to_string()) {
+                compared += 1;
             }
         }
         assert!(compared >= 20, "only {compared} reports compared");

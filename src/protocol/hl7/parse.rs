@@ -436,16 +436,12 @@ fn index(bytes: &[u8], bufs: ParseBuffers) -> Result<Index, ParseError> {
         let live = (1u64 << tail.len()) - 1;
         st.visit(bytes, base, block_mask(&pad, fs) & live, fs)?;
     }
-    let Scan {
-        seg_start,
-        sep_lo,
-        mut segs,
-        seps,
-    } = st;
-    if !push_named_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo) {
-        finish_segment(bytes, &mut segs, &seps, seg_start, bytes.len(), sep_lo)?;
-    }
-    Ok(Index { delims, segs, seps })
+    st.close_segment(bytes, bytes.len())?;
+    Ok(Index {
+        delims,
+        segs: st.segs,
+        seps: st.seps,
+    })
 }
 
 /// The index loop's state between blocks.
@@ -487,13 +483,21 @@ impl Scan {
             {
                 continue;
             }
-            let (start, lo) = (self.seg_start, self.sep_lo);
-            if !push_named_segment(bytes, &mut self.segs, &self.seps, start, at, lo) {
-                finish_segment(bytes, &mut self.segs, &self.seps, start, at, lo)?;
-            }
-            self.seg_start = at + 1;
-            self.sep_lo = self.seps.len();
+            self.close_segment(bytes, at)?;
         }
+    }
+
+    /// Records the segment from `seg_start` to the line end at `end` (the common shape inline,
+    /// the rest through [`finish_segment`]); the next one starts after it.
+    #[inline(always)]
+    fn close_segment(&mut self, bytes: &[u8], end: usize) -> Result<(), ParseError> {
+        let (start, lo) = (self.seg_start, self.sep_lo);
+        if !push_named_segment(bytes, &mut self.segs, &self.seps, start, end, lo) {
+            finish_segment(bytes, &mut self.segs, &self.seps, start, end, lo)?;
+        }
+        self.seg_start = end + 1;
+        self.sep_lo = self.seps.len();
+        Ok(())
     }
 }
 
@@ -558,14 +562,27 @@ fn push_named_segment(
     let Some(name) = bytes.get(start..start + 3).filter(|n| valid_name(n)) else {
         return false;
     };
+    push_span(segs, seps.len(), start, end, sep_lo, name);
+    true
+}
+
+/// Records a segment whose name was checked; its separators are `seps[sep_lo..sep_hi]`.
+#[inline(always)]
+fn push_span(
+    segs: &mut Vec<SegSpan>,
+    sep_hi: usize,
+    start: usize,
+    end: usize,
+    sep_lo: usize,
+    name: &[u8],
+) {
     segs.push(SegSpan {
         start: start as u32,
         end: end as u32,
         sep_lo: sep_lo as u32,
-        sep_hi: seps.len() as u32,
+        sep_hi: sep_hi as u32,
         header: matches!(name, b"MSH" | b"FHS" | b"BHS"),
     });
-    true
 }
 
 /// Records the segment `bytes[start..end]` unless it is blank; checks its name. The general
@@ -592,13 +609,7 @@ fn finish_segment(
     if !valid_name(name) {
         return Err(bad_segment_name(start, segs.len() + 1, name));
     }
-    segs.push(SegSpan {
-        start: start as u32,
-        end: end as u32,
-        sep_lo: sep_lo as u32,
-        sep_hi: seps.len() as u32,
-        header: matches!(name, b"MSH" | b"FHS" | b"BHS"),
-    });
+    push_span(segs, seps.len(), start, end, sep_lo, name);
     Ok(())
 }
 
